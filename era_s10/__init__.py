@@ -1,1 +1,7 @@
+"""ERA Session 10: a custom ResNet on CIFAR-10 with the one-cycle policy, built with fastai and nbdev
+
+Modules:
+
+- `era_s10.bench`: `run_bench` times, in one run on the same data and machine: the loader against fastai's per-item pipeline and torchvision's, `learn.fit` against a bare PyTorch loop, bf16 against fp32, `torch.compile` against eager, and the training step's GFLOP/s against this machine's matmul peak."""
+
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""`era-s10 train | evaluate | predict`: the experiment from a shell, with one-line errors for bad input.
+"""`era-s10 train | evaluate | predict | bench`: the experiment from a shell, with one-line errors for bad input.
 
 Docs: https://era-s10.github.io/era_s10/cli.html.md"""
 
@@ -8,6 +8,9 @@ Docs: https://era-s10.github.io/era_s10/cli.html.md"""
 from __future__ import annotations
 import argparse, json, os, sys, warnings
 from pathlib import Path
+# fastai decorates a few functions with `torch.jit.script` at import, which recent torch flags with a FutureWarning
+# that says nothing to a user of this command
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 from .data import UserError
 
 # %% auto #0
@@ -29,6 +32,12 @@ def _pos_float(s):
     except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a number")
     if not v > 0: raise argparse.ArgumentTypeError(f"must be positive, got {s}")
     return v
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    "Print a warning as one line: `era-s10: warning: ...`"
+    msg = ' '.join(str(message).split())
+    if 'era_s10' not in str(filename): msg += f' ({category.__name__} from {Path(filename).name}:{lineno})'
+    (file or sys.stderr).write(f"era-s10: warning: {msg}\n")
 
 def _seeds(s):
     try: return [int(o) for o in s.split(',') if o.strip()]
@@ -56,22 +65,28 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run at its next epoch')
     t.add_argument('--strict', action='store_true', help='unreadable image files are an error, not skipped')
     t.add_argument('--no-plots', action='store_true')
+    t.add_argument('--compile', action='store_true', help='torch.compile the model (slow start; pays off on long GPU runs)')
     e = sub.add_parser('evaluate', help='loss and accuracy of a saved run')
     e.add_argument('run_dir'); e.add_argument('--data'); e.add_argument('--tta', action='store_true', help='also flip TTA')
     e.add_argument('--device', default='auto', choices=['auto','cuda','cpu']); e.add_argument('--bs', type=_pos_int, default=512)
     pr = sub.add_parser('predict', help='class and softmax probability of image files')
     pr.add_argument('run_dir'); pr.add_argument('images', nargs='+')
+    b = sub.add_parser('bench', help='time the data pipeline and training steps on this machine')
+    b.add_argument('--data', help='CIFAR-10 folder or archive (default: fastai download)')
+    b.add_argument('--out', help='write the results to this JSON file')
+    b.add_argument('--quick', action='store_true', help='fewer and shorter measurements')
     return p
 
-# %% ../nbs/04_cli.ipynb #04-cli-007
+# %% ../nbs/04_cli.ipynb #04-cli-008
 def _train(a):
     from era_s10.train import train_run, train_seeds
     if (a.lr_min is None) != (a.lr_max is None): raise UserError("pass both --lr-min and --lr-max, or neither to run the LR finder")
-    if a.lr_min is not None and a.lr_min >= a.lr_max: raise UserError(f"--lr-min {a.lr_min:g} must be below --lr-max {a.lr_max:g}")
+    if a.lr_min is not None and a.lr_min >= a.lr_max: raise UserError(f"--lr-min {a.lr_min:g} must be below --lr-max {a.lr_max:g}: pass a smaller --lr-min or a larger --lr-max")
     kw = dict(data=a.data, epochs=a.epochs, bs=a.bs, lr_min=a.lr_min, lr_max=a.lr_max, device=a.device, subset=a.subset,
-              wd=a.wd, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots)
+              wd=a.wd, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots,
+              compile=a.compile)
     if a.resume:
-        s = train_run(resume=a.resume, device=a.device, strict=a.strict, plots=not a.no_plots)
+        s = train_run(resume=a.resume, device=a.device, strict=a.strict, plots=not a.no_plots, compile=a.compile)
     elif a.seeds:
         r = train_seeds(a.seeds, out=a.out, **kw)
         print(json.dumps({k: r[k] for k in r if k.startswith(('valid','test'))}, indent=1))
@@ -81,11 +96,23 @@ def _train(a):
     print(json.dumps({k: s[k] for k in keys if k in s}, indent=1))
     print(f"run folder: {s['run_dir']}")
 
+def _bench(a):
+    from era_s10.bench import run_bench # imported here: the benchmark pulls in more than the other commands need
+    run_bench(data=a.data, out=a.out, quick=a.quick) # prints its own table
+    if a.out: print(f"benchmark results written to {a.out}")
+
 def main(argv=None):
     "Entry point of the `era-s10` command"
     a = make_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        for c in (DeprecationWarning, PendingDeprecationWarning): warnings.simplefilter('ignore', c) # libraries' business
+        _run(a)
+
+def _run(a):
     try:
         if a.cmd == 'train': _train(a)
+        elif a.cmd == 'bench': _bench(a)
         elif a.cmd == 'evaluate':
             from era_s10.train import evaluate_run
             print(json.dumps(evaluate_run(a.run_dir, data=a.data, tta=a.tta, device=a.device, bs=a.bs), indent=1))
@@ -95,6 +122,14 @@ def main(argv=None):
                 if not Path(f).is_file(): raise UserError(f"image {f} does not exist: pass paths of 32x32 image files")
             for f, c, p in predict_files(a.run_dir, a.images): print(f'{f}\t{c}\t{p:.4f}')
     except UserError as e:
-        sys.stderr.write(f"era-s10: error: {e}\n"); sys.exit(2)
-    except KeyboardInterrupt:
-        sys.stderr.write("era-s10: interrupted; the last finished epoch is saved: continue with era-s10 train --resume RUN_DIR\n"); sys.exit(130)
+        sys.stderr.write(f"era-s10: error: {' '.join(str(e).split())}\n"); sys.exit(2) # always one line
+    except KeyboardInterrupt as e:
+        rd = getattr(e, 'run_dir', None)
+        if rd is not None and (Path(rd)/'checkpoint.pth').exists():
+            msg = f"interrupted; the last finished epoch is saved: continue with era-s10 train --resume {rd}"
+        elif rd is not None: msg = f"interrupted before the first epoch finished, so {rd} holds no checkpoint: start the run again"
+        else: msg = "interrupted"
+        sys.stderr.write(f"era-s10: {msg}\n"); sys.exit(130)
+
+# %% ../nbs/04_cli.ipynb #04-cli-009
+if __name__ == '__main__': main() # `python -m era_s10.cli`

@@ -24,18 +24,21 @@ from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'ARCHIVE_EXTS', 'UserError', 'is_archive', 'check_archive', 'extract_archive', 'download_cifar',
-           'cifar_root', 'read_image', 'read_image_folder', 'read_cifar_batches', 'load_split', 'RandomPadCrop',
-           'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'ArrayDL', 'cifar10_arrays', 'cifar10_dls', 'make_cifar_folder',
-           'show_samples']
+           'cifar_root', 'read_image', 'UnreadableImagesWarning', 'report_unreadable', 'read_image_folder',
+           'read_cifar_batches', 'load_split', 'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'ArrayDL',
+           'cifar10_arrays', 'cifar10_dls', 'make_cifar_folder', 'show_samples']
 
 # %% ../nbs/01_data.ipynb #01-data-005
 class UserError(Exception):
     "A problem with the user's input: the message says what is wrong and how to fix it"
+    def __init__(self, msg:str): super().__init__(msg); self.msg = msg
+    # fastai rewrites the message of an error raised in a callback to a two-line one; the user still sees one line
+    def __str__(self): return self.msg
 
-# %% ../nbs/01_data.ipynb #01-data-006
+# %% ../nbs/01_data.ipynb #01-data-007
 CIFAR10_CLASSES = ('airplane','automobile','bird','cat','deer','dog','frog','horse','ship','truck')
 
-# %% ../nbs/01_data.ipynb #01-data-008
+# %% ../nbs/01_data.ipynb #01-data-010
 ARCHIVE_EXTS = ('.tgz', '.tar.gz', '.tar')
 
 def is_archive(p:Path)->bool:
@@ -55,13 +58,14 @@ def check_archive(archive:Path)->list:
     try:
         with tarfile.open(archive) as tf: members = tf.getmembers()
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise UserError(f"cannot read archive {archive} ({e}): pass a valid .tgz/.tar.gz/.tar file or an unpacked folder") from None
+        why = (str(e).splitlines() or [type(e).__name__])[0].rstrip(':') # tarfile's message can run over several lines
+        raise UserError(f"cannot read archive {archive} ({why}): pass a valid .tgz/.tar.gz/.tar file or an unpacked folder") from None
     for m in members:
         why = _bad_member(m)
         if why: raise UserError(f"archive {archive} has {why} ({m.name!r}); refusing to extract it: unpack a trusted copy by hand and pass the folder")
     return members
 
-# %% ../nbs/01_data.ipynb #01-data-009
+# %% ../nbs/01_data.ipynb #01-data-013
 def _archive_key(archive:Path)->str:
     st = archive.stat()
     return hashlib.sha1(f'{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}'.encode()).hexdigest()[:10]
@@ -85,7 +89,7 @@ def extract_archive(archive:Path, # a .tgz, .tar.gz or .tar holding `train/<clas
     tmp.rename(dest)
     return dest
 
-# %% ../nbs/01_data.ipynb #01-data-011
+# %% ../nbs/01_data.ipynb #01-data-016
 def _find_root(p:Path)->Path|None:
     if (p/'train').is_dir() or (p/'data_batch_1').is_file(): return p
     for q in ('cifar10', 'cifar-10-batches-py'):
@@ -101,6 +105,7 @@ def download_cifar()->Path:
         raise UserError(f"could not download CIFAR-10 ({type(e).__name__}: {str(e)[:80]}); pass --data PATH with a local folder or .tgz of train/<class>/ images") from None
 
 def cifar_root(source=None, # None for fastai's download, or a folder, an archive, or `cifar-10-batches-py`
+               extract_to:Path=None, # where an archive is unpacked; default: fastai's data folder (`FASTAI_HOME`)
               )->Path:
     "The folder that holds `train/` (or torchvision's batches) for `source`"
     if source is None: source = download_cifar()
@@ -108,13 +113,13 @@ def cifar_root(source=None, # None for fastai's download, or a folder, an archiv
     if not p.exists(): raise UserError(f"data path {p} does not exist: pass --data with a CIFAR-10 folder or .tgz archive")
     if p.is_file():
         if not is_archive(p): raise UserError(f"data path {p} is a file but not a .tgz/.tar.gz/.tar archive: pass a folder or an archive")
-        p = extract_archive(p)
+        p = extract_archive(p, extract_to)
     if not any(p.iterdir()): raise UserError(f"data folder {p} is empty: put CIFAR-10 in it as train/<class>/*.png (optionally test/<class>/)")
     root = _find_root(p)
     if root is None: raise UserError(f"no train/ folder in {p}: point --data at a folder with train/<class>/ images (optionally test/<class>/)")
     return root
 
-# %% ../nbs/01_data.ipynb #01-data-013
+# %% ../nbs/01_data.ipynb #01-data-020
 def _class_files(split_dir:Path)->list:
     if not split_dir.is_dir(): raise UserError(f"no {split_dir.name}/ folder in {split_dir.parent}: add {split_dir.name}/<class>/ image folders")
     dirs = {o.name for o in split_dir.iterdir() if o.is_dir()}
@@ -133,35 +138,50 @@ def _fingerprint(files:list)->str:
         h.update(f'{f}|{st.st_size}|{st.st_mtime_ns}\n'.encode())
     return h.hexdigest()
 
-# %% ../nbs/01_data.ipynb #01-data-014
+# %% ../nbs/01_data.ipynb #01-data-021
 def read_image(f:Path)->np.ndarray:
     "Decode `f` to a `(32,32,3)` uint8 RGB array; raises `UserError` if it is not 32x32"
     with Image.open(f) as im:
         im.load()
         if im.size != (32,32): raise UserError(f"image {f} is {im.size[0]}x{im.size[1]}, CIFAR-10 images are 32x32: resize the data to 32x32 first")
+        if im.mode.startswith('I;16'): # 16-bit grey: PIL's convert would clip at 255, so scale to 8 bits instead
+            g = ((np.asarray(im).astype(np.uint32)*255 + 32767)//65535).astype(np.uint8)
+            return np.repeat(g[...,None], 3, -1)
         return np.asarray(im.convert('RGB'))
+
+class UnreadableImagesWarning(UserWarning):
+    "Some image files could not be decoded and were skipped"
+
+def report_unreadable(split_dir:Path, bad:list, strict:bool=False, max_list:int=20):
+    "Warn once (or raise `UserError` if `strict`) about the unreadable files `bad` in `split_dir`"
+    if not bad: return
+    names = ', '.join(str(o) for o in bad[:max_list]) + (f' and {len(bad)-max_list} more' if len(bad) > max_list else '')
+    msg = f"{len(bad)} unreadable image file(s) in {split_dir}: {names}"
+    if strict: raise UserError(msg + ": remove or replace them, or drop --strict to skip them")
+    warnings.warn(msg + " (skipped; pass --strict to make this an error)", UnreadableImagesWarning, stacklevel=2)
+
+def _decode_folder(split_dir:Path)->tuple:
+    xs, ys, bad = [], [], []
+    for f,i in progress_bar(_class_files(Path(split_dir)), leave=False):
+        try: xs.append(read_image(f)); ys.append(i)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError): bad.append(f)
+    x = np.stack(xs).transpose(0,3,1,2).copy() if xs else np.zeros((0,3,32,32), np.uint8)
+    return x, np.array(ys, dtype=np.int64), bad
 
 def read_image_folder(split_dir:Path, # a `train/` or `test/` folder with one subfolder per class
                       strict:bool=False, # error on unreadable files instead of skipping them
                      )->tuple:
     "Decode every image under `split_dir` to `(x (N,3,32,32) uint8, y (N,) int64)`"
-    files = _class_files(Path(split_dir))
-    xs, ys, bad = [], [], []
-    for f,i in progress_bar(files, leave=False):
-        try: xs.append(read_image(f)); ys.append(i)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e: bad.append(f)
-    if bad:
-        msg = f"{len(bad)} unreadable image file(s) in {split_dir}: {', '.join(str(o) for o in bad[:5])}{' ...' if len(bad)>5 else ''}"
-        if strict: raise UserError(msg + ": remove or replace them, or drop --strict to skip them")
-        warnings.warn(msg + " (skipped; use strict=True / --strict to make this an error)")
-    if not xs: raise UserError(f"no readable images in {split_dir}: add 32x32 image files to its class folders")
-    return np.stack(xs).transpose(0,3,1,2).copy(), np.array(ys, dtype=np.int64)
+    x, y, bad = _decode_folder(split_dir)
+    report_unreadable(split_dir, bad, strict)
+    if not len(y): raise UserError(f"no readable images in {split_dir}: add 32x32 image files to its class folders")
+    return x, y
 
-# %% ../nbs/01_data.ipynb #01-data-016
+# %% ../nbs/01_data.ipynb #01-data-027
 class _NumpyUnpickler(pickle.Unpickler):
     _ok = {('numpy.core.multiarray','_reconstruct'), ('numpy._core.multiarray','_reconstruct'),
            ('numpy','ndarray'), ('numpy','dtype'), ('numpy.core.multiarray','scalar'), ('numpy._core.multiarray','scalar'),
-           ('_codecs','encode')}
+           ('numpy.core.numeric','_frombuffer'), ('numpy._core.numeric','_frombuffer'), ('_codecs','encode')}
     def find_class(self, module, name):
         if (module, name) in self._ok: return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
@@ -184,7 +204,7 @@ def read_cifar_batches(folder:Path, # torchvision's `cifar-10-batches-py` folder
             raise UserError(f"{f} is not a CIFAR-10 batch file ({e}): use torchvision's original cifar-10-batches-py files") from None
     return np.concatenate(xs), np.concatenate(ys)
 
-# %% ../nbs/01_data.ipynb #01-data-017
+# %% ../nbs/01_data.ipynb #01-data-029
 def _cache_dir(root:Path)->Path:
     d = root/'.era_s10_cache'
     try:
@@ -204,25 +224,31 @@ def load_split(root:Path, # a folder from `cifar_root`
     if (root/'data_batch_1').is_file():
         files = [root/(f'data_batch_{i}' if split=='train' else 'test_batch') for i in (range(1,6) if split=='train' else [0])]
         if not all(f.exists() for f in files): return None if split=='test' else read_cifar_batches(root, split)
-        reader = lambda: read_cifar_batches(root, split)
+        reader = lambda: (*read_cifar_batches(root, split), [])
     else:
         if split=='test' and not (root/'test').is_dir(): return None
         files = [f for f,_ in _class_files(root/split)]
-        reader = lambda: read_image_folder(root/split, strict=strict)
+        reader = lambda: _decode_folder(root/split)
     key = _fingerprint(files)
     cd = _cache_dir(root)
     meta, fx, fy = cd/f'{split}.json', cd/f'{split}_x.npy', cd/f'{split}_y.npy'
+    x = None
     if meta.exists() and fx.exists() and fy.exists():
         try:
-            if json.loads(meta.read_text()).get('key')==key: return np.load(fx), np.load(fy)
+            m = json.loads(meta.read_text())
+            if m.get('key')==key: x, y, bad = np.load(fx), np.load(fy), [Path(o) for o in m.get('skipped', [])]
         except (ValueError, OSError): pass
-    x, y = reader()
-    for f,a in ((fx,x),(fy,y)):
-        tmp = f.with_suffix('.tmp.npy'); np.save(tmp, a); tmp.replace(f)
-    meta.write_text(json.dumps(dict(key=key, n=len(y))))
+    if x is None:
+        x, y, bad = reader()
+        if len(y):
+            for f,a in ((fx,x),(fy,y)):
+                tmp = f.with_suffix('.tmp.npy'); np.save(tmp, a); tmp.replace(f)
+            tmp = meta.with_suffix('.tmp'); tmp.write_text(json.dumps(dict(key=key, n=len(y), skipped=[str(o) for o in bad]))); tmp.replace(meta)
+    report_unreadable(root/split, bad, strict)
+    if not len(y): raise UserError(f"no readable images in {root/split}: add 32x32 image files to its class folders")
     return x, y
 
-# %% ../nbs/01_data.ipynb #01-data-019
+# %% ../nbs/01_data.ipynb #01-data-032
 class RandomPadCrop(Transform):
     "Random `size` crop of each image zero-padded by `pad`, one gather for the batch"
     split_idx, order = 0, 1
@@ -238,7 +264,7 @@ class RandomPadCrop(Transform):
         # one advanced-indexing gather instead of a Python loop over images
         return xp[torch.arange(b, device=x.device)[:,None,None,None], torch.arange(c, device=x.device)[None,:,None,None], rows, cols]
 
-# %% ../nbs/01_data.ipynb #01-data-020
+# %% ../nbs/01_data.ipynb #01-data-033
 class RandomFlip(Transform):
     "Mirror each image left-right with probability `p`"
     split_idx, order = 0, 2
@@ -248,7 +274,7 @@ class RandomFlip(Transform):
         self.last = dict(flip=do)
         return torch.where(do[:,None,None,None], x.flip(-1), x)
 
-# %% ../nbs/01_data.ipynb #01-data-021
+# %% ../nbs/01_data.ipynb #01-data-035
 class Cutout(Transform):
     "Zero a `size`x`size` square at a uniformly random centre in each image, clipped at the border"
     split_idx, order = 0, 3
@@ -264,7 +290,7 @@ class Cutout(Transform):
         mc = (c[None] >= (cx-lo)[:,None]) & (c[None] < (cx-lo+self.size)[:,None])
         return x.masked_fill((mr[:,:,None] & mc[:,None,:])[:,None], 0)
 
-# %% ../nbs/01_data.ipynb #01-data-022
+# %% ../nbs/01_data.ipynb #01-data-036
 def cifar_batch_tfms(pad:int=4, # zero padding before the 32x32 random crop
                      p_flip:float=0.5, # probability of a horizontal flip
                      cutout:int=8, # side of the Cutout square (0 to disable)
@@ -274,7 +300,7 @@ def cifar_batch_tfms(pad:int=4, # zero padding before the 32x32 random crop
     if cutout: tfms.append(Cutout(cutout))
     return tfms + [Normalize.from_stats(*cifar_stats)]
 
-# %% ../nbs/01_data.ipynb #01-data-031
+# %% ../nbs/01_data.ipynb #01-data-045
 class ArrayDL(TfmdDL):
     "A `TfmdDL` whose batches are gathered from uint8 tensors `xs` (N,3,H,W) and `ys` (N,) by index"
     def __init__(self, dataset=None, xs=None, ys=None, **kwargs):
@@ -296,7 +322,7 @@ class ArrayDL(TfmdDL):
     def new(self, dataset=None, cls=None, **kwargs):
         return super().new(dataset, cls, **{'xs':self.xs, 'ys':self.ys, **kwargs})
 
-# %% ../nbs/01_data.ipynb #01-data-033
+# %% ../nbs/01_data.ipynb #01-data-048
 class _ArrayItem:
     "`get_x`: an index into the cached array gives its image; anything else (a path, an image) passes through"
     def __init__(self, x): self.x = x
@@ -304,12 +330,13 @@ class _ArrayItem:
 
 def cifar10_arrays(source=None, # None for fastai's download, or a folder, an archive, or `cifar-10-batches-py`
                    strict:bool=False, # error on unreadable image files instead of skipping them
+                   extract_to:Path=None, # where an archive is unpacked; default: fastai's data folder
                   )->dict:
     "Cached arrays of the train split and, if there is one, the test split: `dict(root, train=(x,y), test=(x,y)|None)`"
-    root = cifar_root(source)
+    root = cifar_root(source, extract_to)
     return dict(root=root, train=load_split(root, 'train', strict), test=load_split(root, 'test', strict))
 
-# %% ../nbs/01_data.ipynb #01-data-034
+# %% ../nbs/01_data.ipynb #01-data-050
 def cifar10_dls(source=None, # None for fastai's download, or a folder, an archive, or `cifar-10-batches-py`
                 bs:int=512, # batch size
                 valid_pct:float=0.1, # share of train held out for validation when there is no test split
@@ -318,11 +345,12 @@ def cifar10_dls(source=None, # None for fastai's download, or a folder, an archi
                 subset:int=None, # use only the first `subset` train images of a fixed shuffle
                 strict:bool=False, # error on unreadable image files instead of skipping them
                 batch_tfms:list=None, # training augmentation; default `cifar_batch_tfms()`
+                extract_to:Path=None, # where an archive is unpacked; default: fastai's data folder
                ):
     "fastai `DataLoaders` for CIFAR-10: validation is the test split if there is one, else `valid_pct` of train"
     from fastai.torch_core import default_device
     if bs is None or bs < 1: raise UserError(f"batch size must be at least 1, got {bs}: pass a positive --bs")
-    arrs = cifar10_arrays(source, strict)
+    arrs = cifar10_arrays(source, strict, extract_to)
     (xtr, ytr), te = arrs['train'], arrs['test']
     n = len(ytr)
     tr = np.arange(n)
@@ -347,7 +375,7 @@ def cifar10_dls(source=None, # None for fastai's download, or a folder, an archi
     dls.valid_split = 'test' if te is not None else 'holdout'
     return dls
 
-# %% ../nbs/01_data.ipynb #01-data-037
+# %% ../nbs/01_data.ipynb #01-data-053
 def make_cifar_folder(path:Path, # folder to create
                       n_per_class:int=8, # images per class in train/
                       n_test:int=0, # images per class in test/ (0: no test split)
@@ -364,7 +392,7 @@ def make_cifar_folder(path:Path, # folder to create
                 Image.fromarray(rng.integers(0, 256, (32,32,3), dtype=np.uint8)).save(path/split/c/f'{j:04d}{ext}')
     return path
 
-# %% ../nbs/01_data.ipynb #01-data-048
+# %% ../nbs/01_data.ipynb #01-data-065
 def show_samples(x:np.ndarray, # (N,3,32,32) uint8 images
                  y:np.ndarray, # (N,) labels
                  n:int=8, # images per class

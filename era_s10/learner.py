@@ -25,9 +25,9 @@ from .model import CustomResNet
 from .data import UserError
 
 # %% auto #0
-__all__ = ['CPUAutocast', 'cpu_has_bf16', 'pick_precision', 'cifar_learner', 'LRFindError', 'find_lrs', 'plot_lr_find',
-           'fit_one_cycle_s10', 'TrainingDiverged', 'NaNGuard', 'rng_states', 'set_rng_states', 'EpochCheckpoint',
-           'load_checkpoint']
+__all__ = ['CPUAutocast', 'cpu_has_bf16', 'pick_precision', 'cifar_learner', 'TrainingDiverged', 'NaNGuard', 'rng_states',
+           'set_rng_states', 'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_find',
+           'fit_one_cycle_s10']
 
 # %% ../nbs/02_learner.ipynb #02-learn-005
 class CPUAutocast(Callback):
@@ -39,7 +39,7 @@ class CPUAutocast(Callback):
     def after_cancel_batch(self):
         if getattr(self, 'ac', None) is not None: self.ac.__exit__(None, None, None)
 
-# %% ../nbs/02_learner.ipynb #02-learn-006
+# %% ../nbs/02_learner.ipynb #02-learn-007
 def cpu_has_bf16()->bool:
     "Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX)"
     try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -55,7 +55,7 @@ def pick_precision(device, # the training device
     if dev.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
     return 'bf16' if cpu_has_bf16() else 'fp32'
 
-# %% ../nbs/02_learner.ipynb #02-learn-009
+# %% ../nbs/02_learner.ipynb #02-learn-012
 def cifar_learner(dls, # from `cifar10_dls`
                   wd:float=5e-4, # decoupled (AdamW-style) weight decay
                   precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32' (see `pick_precision`)
@@ -63,9 +63,14 @@ def cifar_learner(dls, # from `cifar10_dls`
                   path=None, # folder for checkpoints; default fastai's model folder
                   cbs=None, # extra callbacks
                   model=None, # default `CustomResNet(len(dls.vocab))`
+                  compile:bool=False, # `torch.compile` the model
                  )->Learner:
     "A fastai `Learner` for the ERA Session 10 experiment"
     model = model or CustomResNet(len(dls.vocab))
+    # Optional, off by default: compiling costs tens of seconds to minutes before the first batch, needs a C++ compiler
+    # for the CPU backend, and pays back only on long GPU runs. `Module.compile` works in place, so the `state_dict`
+    # keys (checkpoints, model.pth) are the same as without it.
+    if compile: model.compile()
     path = Path(path) if path is not None else Path(fastai_path('model')).parent
     learn = Learner(dls, model, opt_func=Adam, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=wd,
                     path=path, model_dir='models', cbs=cbs)
@@ -78,53 +83,7 @@ def cifar_learner(dls, # from `cifar10_dls`
     learn.precision = prec
     return learn
 
-# %% ../nbs/02_learner.ipynb #02-learn-013
-class LRFindError(UserError):
-    "The LR range test gave no usable rate"
-
-def find_lrs(learn:Learner, # a Learner from `cifar_learner`
-             start_lr:float=1e-7, end_lr:float=10, num_it:int=100, # the range test's sweep
-             max_ratio:float=10., # LRMIN is at most LRMAX/`max_ratio`
-            )->tuple:
-    "`(lr_min, lr_max)` from `learn.lr_find()`: LRMAX = `minimum`, LRMIN = min(`valley`, LRMAX/`max_ratio`)"
-    with learn.removed_cbs(getattr(learn, 'checkpoint', None) or []):
-        sug = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, show_plot=False,
-                            suggest_funcs=(minimum, steep, valley) + ((slide,) if num_it >= 40 else ()))
-    learn.lr_suggestions = sug._asdict()
-    losses = torch.tensor([float(o) for o in learn.recorder.losses])
-    if not torch.isfinite(losses[:max(2, len(losses)//10)]).all() or any(not math.isfinite(v) or v <= 0 for v in (sug.minimum, sug.valley)):
-        raise LRFindError("the LR range test diverged or gave NaN: pass --lr-min and --lr-max (for example --lr-min 1e-3 --lr-max 1e-2)")
-    lr_max = sug.minimum
-    lr_min = min(sug.valley, lr_max/max_ratio)
-    learn.lrs_found = (lr_min, lr_max)
-    return lr_min, lr_max
-
-# %% ../nbs/02_learner.ipynb #02-learn-015
-def plot_lr_find(learn:Learner, # a Learner after `find_lrs`
-                 lr_min:float, lr_max:float):
-    "fastai's loss-vs-LR plot with LRMIN and LRMAX marked; returns the figure"
-    import matplotlib.pyplot as plt
-    learn.recorder.plot_lr_find(suggestions=None)
-    fig = plt.gcf(); ax = fig.axes[0]
-    for lr, nm, c in ((lr_min, 'LRMIN', 'tab:green'), (lr_max, 'LRMAX', 'tab:red')):
-        ax.axvline(lr, ls='--', c=c, label=f'{nm} = {lr:.2e}')
-    ax.legend(); ax.set_title('LR range test')
-    return fig
-
-# %% ../nbs/02_learner.ipynb #02-learn-018
-def fit_one_cycle_s10(learn:Learner, # a Learner from `cifar_learner`
-                      epochs:int, lr_min:float, lr_max:float,
-                      pct_start:float=5/24, # where the LR peaks
-                      moms:tuple=(0.95,0.85,0.95), # Adam beta1 cycle
-                      cbs=None, # extra callbacks for this fit
-                      start_epoch:int=0, # resume at this epoch with the same schedule
-                     ):
-    "One cycle from LRMIN up to LRMAX at `pct_start` and back down to LRMIN"
-    if not 0 < lr_min < lr_max: raise UserError(f"need 0 < lr_min < lr_max, got lr_min={lr_min:g}, lr_max={lr_max:g}: pass --lr-min smaller than --lr-max")
-    div = lr_max/lr_min
-    learn.fit_one_cycle(epochs, lr_max, div=div, div_final=div, pct_start=pct_start, moms=moms, cbs=cbs, start_epoch=start_epoch)
-
-# %% ../nbs/02_learner.ipynb #02-learn-021
+# %% ../nbs/02_learner.ipynb #02-learn-017
 class TrainingDiverged(UserError):
     "The loss became NaN or inf"
 
@@ -134,9 +93,9 @@ class NaNGuard(Callback):
     def after_loss(self):
         if self.training and not torch.isfinite(self.loss).all():
             lr = self.opt.hypers[-1]['lr']
-            raise TrainingDiverged(f"loss became {self.loss.item()} at epoch {self.epoch}, iteration {self.iter} (LR {lr:.3g}): lower --lr-max (the last good checkpoint is kept)")
+            raise TrainingDiverged(f"loss became {self.loss.item()} at epoch {self.epoch+1}/{self.n_epoch}, iteration {self.iter+1}/{self.n_iter} (LR {lr:.3g}): lower --lr-max")
 
-# %% ../nbs/02_learner.ipynb #02-learn-022
+# %% ../nbs/02_learner.ipynb #02-learn-020
 def rng_states(learn:Learner)->dict:
     "Every RNG state the training loop draws from"
     st = dict(python=random.getstate(), numpy=[np.random.get_state()[0], np.random.get_state()[1].tolist(), *np.random.get_state()[2:]],
@@ -167,12 +126,27 @@ class EpochCheckpoint(Callback):
     "Save `fname` (model, optimizer, epoch, RNG states) in `folder` at the end of every epoch"
     order = 90
     def __init__(self, folder, fname:str='checkpoint.pth', extra:dict=None): store_attr()
+    def before_train(self): self.ep = self.epoch
     def after_epoch(self):
+        # a resumed fit skips its finished epochs with fastai's `SkipToEpoch`, which still calls `after_epoch`:
+        # saving then would label the resumed weights with an earlier epoch
+        if getattr(self, 'ep', None) != self.epoch: return
         state = dict(model=self.learn.model.state_dict(), opt=_plain(self.learn.opt.state_dict()), epoch=self.epoch,
                      n_epoch=self.n_epoch, rng=rng_states(self.learn), extra=self.extra or {})
+        sl = getattr(getattr(self.learn, 'recorder', None), 'smooth_loss', None)
+        if sl is not None: state['smooth_loss'] = dict(count=int(sl.count), val=float(sl.val)) # plain numbers for weights_only
         f = Path(self.folder)/self.fname
         tmp = f.with_suffix('.tmp')
         torch.save(state, tmp); tmp.replace(f) # atomic: a kill mid-save keeps the previous checkpoint
+
+class _RestoreSmoothLoss(Callback):
+    "Continue a checkpoint's smoothed training loss, which `Recorder` resets when a fit starts; then remove itself"
+    order = 51 # right after `Recorder.before_fit`
+    def __init__(self, count, val): store_attr()
+    def before_fit(self):
+        sl = self.learn.recorder.smooth_loss
+        sl.count, sl.val = self.count, torch.tensor(self.val)
+        self.learn.remove_cb(self)
 
 def load_checkpoint(learn:Learner, f)->dict:
     "Load a checkpoint from `EpochCheckpoint` into `learn` (weights only, never unpickling objects); returns it"
@@ -181,4 +155,55 @@ def load_checkpoint(learn:Learner, f)->dict:
     if learn.opt is None: learn.create_opt()
     learn.opt.load_state_dict(dict(state=state['opt']['state'], hypers=L(state['opt']['hypers'])))
     set_rng_states(learn, state['rng'])
+    if 'smooth_loss' in state: learn.add_cb(_RestoreSmoothLoss(int(state['smooth_loss']['count']), state['smooth_loss']['val']))
     return state
+
+# %% ../nbs/02_learner.ipynb #02-learn-027
+class LRFindError(UserError):
+    "The LR range test gave no usable rate"
+
+def find_lrs(learn:Learner, # a Learner from `cifar_learner`
+             start_lr:float=1e-7, end_lr:float=10, num_it:int=100, # the range test's sweep
+             max_ratio:float=10., # LRMIN is at most LRMAX/`max_ratio`
+            )->tuple:
+    "`(lr_min, lr_max)` from `learn.lr_find()`: LRMAX = `minimum`, LRMIN = min(`valley`, LRMAX/`max_ratio`)"
+    err = LRFindError("the LR range test diverged or gave NaN: pass --lr-min and --lr-max (for example --lr-min 1e-3 --lr-max 1e-2)")
+    # fastai's `LRFinder` stops on an exploding loss and a NaN one is reported below, so `NaNGuard` must not turn either
+    # into a training error; and the mock training must not overwrite a run's checkpoint
+    with learn.removed_cbs([cb for cb in learn.cbs if isinstance(cb, (NaNGuard, EpochCheckpoint))]):
+        try: sug = learn.lr_find(start_lr=start_lr, end_lr=end_lr, num_it=num_it, show_plot=False,
+                                 suggest_funcs=(minimum, steep, valley) + ((slide,) if num_it >= 40 else ()))
+        except (IndexError, ValueError) as e: raise err from None # too few finite losses for the suggestion rules
+    learn.lr_suggestions = sug._asdict()
+    losses = torch.tensor([float(o) for o in learn.recorder.losses])
+    if not torch.isfinite(losses[:max(2, len(losses)//10)]).all() or any(not math.isfinite(v) or v <= 0 for v in (sug.minimum, sug.valley)):
+        raise err
+    lr_max = sug.minimum
+    lr_min = min(sug.valley, lr_max/max_ratio)
+    learn.lrs_found = (lr_min, lr_max)
+    return lr_min, lr_max
+
+# %% ../nbs/02_learner.ipynb #02-learn-030
+def plot_lr_find(learn:Learner, # a Learner after `find_lrs`
+                 lr_min:float, lr_max:float):
+    "fastai's loss-vs-LR plot with LRMIN and LRMAX marked; returns the figure"
+    import matplotlib.pyplot as plt
+    learn.recorder.plot_lr_find(suggestions=None)
+    fig = plt.gcf(); ax = fig.axes[0]
+    for lr, nm, c in ((lr_min, 'LRMIN', 'tab:green'), (lr_max, 'LRMAX', 'tab:red')):
+        ax.axvline(lr, ls='--', c=c, label=f'{nm} = {lr:.2e}')
+    ax.legend(); ax.set_title('LR range test')
+    return fig
+
+# %% ../nbs/02_learner.ipynb #02-learn-034
+def fit_one_cycle_s10(learn:Learner, # a Learner from `cifar_learner`
+                      epochs:int, lr_min:float, lr_max:float,
+                      pct_start:float=5/24, # where the LR peaks
+                      moms:tuple=(0.95,0.85,0.95), # Adam beta1 cycle
+                      cbs=None, # extra callbacks for this fit
+                      start_epoch:int=0, # resume at this epoch with the same schedule
+                     ):
+    "One cycle from LRMIN up to LRMAX at `pct_start` and back down to LRMIN"
+    if not 0 < lr_min < lr_max: raise UserError(f"need 0 < lr_min < lr_max, got lr_min={lr_min:g}, lr_max={lr_max:g}: pass --lr-min smaller than --lr-max")
+    div = lr_max/lr_min
+    learn.fit_one_cycle(epochs, lr_max, div=div, div_final=div, pct_start=pct_start, moms=moms, cbs=cbs, start_epoch=start_epoch)

@@ -6,7 +6,7 @@ Docs: https://era-s10.github.io/era_s10/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #03-train-002
 from __future__ import annotations
-import json, os, platform, sys, time, warnings
+import json, os, platform, random, sys, time, warnings
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 import matplotlib
@@ -19,13 +19,15 @@ from fastai.torch_core import set_seed
 from fastai.vision.all import cifar_stats
 import fastai
 from .model import CustomResNet, n_params
+from PIL import UnidentifiedImageError
 from .data import UserError, cifar10_dls, cifar10_arrays, show_samples, read_image, CIFAR10_CLASSES
 from .learner import (cifar_learner, find_lrs, plot_lr_find, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
-                             load_checkpoint)
+                             load_checkpoint, TrainingDiverged)
 
 # %% auto #0
-__all__ = ['EpochTimer', 'get_preds_tta', 'new_run_dir', 'plot_learning_curves', 'plot_schedule', 'resolve_device',
-           'per_class_accuracy', 'train_run', 'load_run', 'evaluate_run', 'predict_files', 'train_seeds']
+__all__ = ['EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'plot_learning_curves', 'plot_schedule',
+           'resolve_device', 'per_class_accuracy', 'train_run', 'load_run', 'evaluate_run', 'predict_files',
+           'train_seeds']
 
 # %% ../nbs/03_train.ipynb #03-train-005
 class EpochTimer(Callback):
@@ -43,7 +45,31 @@ class EpochTimer(Callback):
     @property
     def images_per_s(self): return self.train_n / max(self.train_s, 1e-9)
 
-# %% ../nbs/03_train.ipynb #03-train-007
+# %% ../nbs/03_train.ipynb #03-train-008
+class ScheduleLog(Callback):
+    "Append `iteration,lr,mom` rows of each trained epoch to the CSV file `fname`"
+    order = 80
+    def __init__(self, fname): store_attr()
+    def before_train(self): self.rows, self.ep = [], self.epoch
+    def after_batch(self):
+        if self.training: h = self.opt.hypers[-1]; self.rows.append((h['lr'], h['mom']))
+    def after_epoch(self):
+        if getattr(self, 'ep', None) != self.epoch: return # skipped by a resumed fit
+        new = not Path(self.fname).exists()
+        with open(self.fname, 'a') as f:
+            if new: f.write('iteration,lr,mom\n')
+            i0 = self.epoch*len(self.dls.train) # not `n_iter`: after an epoch that is the validation loader's
+            for j,(lr,mom) in enumerate(self.rows): f.write(f'{i0+j},{lr:.8g},{mom:.6g}\n')
+
+def trim_schedule(fname, n:int):
+    "Keep the header and the first `n` iterations of a `schedule.csv`"
+    f = Path(fname)
+    if not f.exists(): return
+    lines = f.read_text().splitlines()
+    keep = [lines[0]] + [l for l in lines[1:] if l.strip() and int(l.split(',')[0]) < n]
+    f.write_text('\n'.join(keep) + '\n')
+
+# %% ../nbs/03_train.ipynb #03-train-012
 class _FlipInput(Callback):
     order = 0
     def before_batch(self): self.learn.xb = (self.xb[0].flip(-1),)
@@ -57,7 +83,7 @@ def get_preds_tta(learn:Learner, dl=None, # default: the validation loader
         p2, _ = learn.get_preds(dl=dl, cbs=_FlipInput())
     return (p1+p2)/2, y
 
-# %% ../nbs/03_train.ipynb #03-train-012
+# %% ../nbs/03_train.ipynb #03-train-017
 def new_run_dir(out)->Path:
     "`out` if it is missing or empty, else the first free `out-2`, `out-3`, ..."
     out = Path(out)
@@ -67,7 +93,7 @@ def new_run_dir(out)->Path:
     cand.mkdir(parents=True, exist_ok=True)
     return cand
 
-# %% ../nbs/03_train.ipynb #03-train-015
+# %% ../nbs/03_train.ipynb #03-train-021
 def _save(fig, f):
     import matplotlib.pyplot as plt
     fig = fig if fig is not None else plt.gcf()
@@ -96,7 +122,7 @@ def plot_schedule(lrs, moms):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_train.ipynb #03-train-016
+# %% ../nbs/03_train.ipynb #03-train-024
 def _read_csv(f)->list:
     import csv
     with open(f) as fh: return list(csv.DictReader(fh))
@@ -119,7 +145,7 @@ def resolve_device(device:str='auto')->torch.device:
         raise UserError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto")
     return torch.device(device)
 
-# %% ../nbs/03_train.ipynb #03-train-018
+# %% ../nbs/03_train.ipynb #03-train-027
 def per_class_accuracy(probs, targs, vocab=CIFAR10_CLASSES)->dict:
     "Accuracy of each class"
     pred = probs.argmax(1)
@@ -132,7 +158,7 @@ def _check_args(epochs, bs, lr_min, lr_max):
     if lr_min is not None and not 0 < lr_min < lr_max:
         raise UserError(f"--lr-min must be positive and below --lr-max, got {lr_min:g} and {lr_max:g}")
 
-# %% ../nbs/03_train.ipynb #03-train-019
+# %% ../nbs/03_train.ipynb #03-train-029
 def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or `cifar-10-batches-py`
               out='runs/run', # run folder (a numbered sibling if it holds files)
               epochs:int=24, bs:int=512,
@@ -144,6 +170,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               resume=None, # a run folder with `checkpoint.pth` to continue
               plots:bool=True, # write the PNGs
               quiet:bool=False, # no progress bars
+              compile:bool=False, # `torch.compile` the model (see `cifar_learner`)
              )->dict:
     "Run the ERA Session 10 experiment and write a run folder; returns its summary"
     matplotlib.use('Agg') if not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules else None
@@ -159,13 +186,13 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
     set_seed(seed, reproducible=True)
     dls = cifar10_dls(data, bs=bs, valid_pct=valid_pct, seed=seed, device=dev, subset=subset, strict=strict)
     if len(dls.train)==0: raise UserError(f"--bs {bs} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
-    rd = Path(resume) if resume is not None else new_run_dir(out)
+    rd = (Path(resume) if resume is not None else new_run_dir(out)).resolve() # absolute: fastai joins relative paths to learn.path
     timer = EpochTimer()
-    learn = cifar_learner(dls, wd=wd, precision=precision, path=rd, cbs=[timer, NaNGuard()])
+    learn = cifar_learner(dls, wd=wd, precision=precision, path=rd, cbs=[timer, NaNGuard()], compile=compile)
     learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds')]
     if quiet: learn.remove_cb(learn.progress) if hasattr(learn, 'progress') else None
     summary = dict(run_dir=str(rd), data=str(dls.path), valid_split=dls.valid_split,
-                   n_train=len(dls.train_ds), n_valid=len(dls.valid_ds))
+                   n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), compile=compile)
     if plots and resume is None:
         arr = cifar10_arrays(data)['train']
         _save(show_samples(*arr, n=10), rd/'samples.png')
@@ -184,16 +211,22 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
     else:
         start_epoch = load_checkpoint(learn, rd/'checkpoint.pth')['epoch'] + 1
         summary['resumed_at_epoch'] = start_epoch
-    cbs = [CSVLogger(rd/'metrics.csv', append=resume is not None), EpochCheckpoint(rd, extra=dict(lr_min=lr_min, lr_max=lr_max))]
-    set_seed(seed, reproducible=True) if resume is None else None
-    if start_epoch < epochs:
-        fit_one_cycle_s10(learn, epochs, lr_min, lr_max, cbs=cbs, start_epoch=start_epoch)
-    hps = learn.recorder.hps
     sched_f = rd/'schedule.csv'
-    with open(sched_f, 'a' if resume is not None else 'w') as f:
-        if resume is None: f.write('iteration,lr,mom\n')
-        i0 = 0 if resume is None else start_epoch*len(dls.train)
-        for i,(lr,mom) in enumerate(zip(hps['lr'], hps['mom'])): f.write(f'{i0+i},{lr:.8g},{mom:.6g}\n')
+    if resume is None: sched_f.unlink(missing_ok=True)
+    else: trim_schedule(sched_f, start_epoch*len(dls.train))
+    cbs = [CSVLogger('metrics.csv', append=resume is not None), ScheduleLog(sched_f),
+           EpochCheckpoint(rd, extra=dict(lr_min=lr_min, lr_max=lr_max))]
+    if resume is None: # the same draws whatever ran before: plots (`show_batch` advances the loader's RNG), LR finder
+        set_seed(seed, reproducible=True); dls.train.rng = random.Random(random.randint(0, 2**32-1))
+    if start_epoch < epochs:
+        try: fit_one_cycle_s10(learn, epochs, lr_min, lr_max, cbs=cbs, start_epoch=start_epoch)
+        except TrainingDiverged as e:
+            ck = rd/'checkpoint.pth'
+            kept = (f"; {ck} keeps epoch {torch.load(ck, weights_only=True)['epoch']+1}" if ck.exists() else "; no epoch finished, so there is no checkpoint")
+            raise TrainingDiverged(str(e) + kept) from None
+        except KeyboardInterrupt as e:
+            e.run_dir = rd; raise
+    images_per_s = timer.images_per_s # read now: `get_preds` below fires `before_fit`, which resets the timer
     torch.save(learn.model.state_dict(), rd/'model.pth')
     # results
     with learn.no_bar(), learn.no_logging():
@@ -210,10 +243,10 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
                    per_class_accuracy=per_class_accuracy(probs, targs), n_params=n_params(learn.model))
     if dls.valid_split == 'test':
         summary.update(test_accuracy=acc, test_accuracy_tta=acc_tta)
-    summary.update(seconds=time.perf_counter()-t_start, train_images_per_s=timer.images_per_s,
+    summary.update(seconds=time.perf_counter()-t_start, train_images_per_s=images_per_s,
                    device=_device_name(dev), versions=_versions(), epochs_this_process=epochs-start_epoch)
     if plots:
-        _save(plot_schedule(hps['lr'], hps['mom']) if resume is None else plot_schedule(*_sched_cols(sched_f)), rd/'schedule.png')
+        _save(plot_schedule(*_sched_cols(sched_f)), rd/'schedule.png')
         _save(plot_learning_curves(metrics), rd/'learning_curves.png')
         with learn.no_bar():
             interp = ClassificationInterpretation.from_learner(learn)
@@ -232,12 +265,13 @@ def _clean_metrics(f)->list:
     hdr = lines[0]
     rows = {}
     for l in lines[1:]:
-        if l == hdr or not l.strip(): continue
+        # skip repeated headers and the short rows fastai logs for epochs a resumed fit skips; a redone epoch wins
+        if l == hdr or len(l.split(',')) != len(hdr.split(',')): continue
         rows[int(l.split(',')[0])] = l
     Path(f).write_text('\n'.join([hdr, *[rows[k] for k in sorted(rows)]]) + '\n')
     return _read_csv(f)
 
-# %% ../nbs/03_train.ipynb #03-train-025
+# %% ../nbs/03_train.ipynb #03-train-035
 def load_run(run_dir)->tuple:
     "`(model, summary)` of a run folder; the weights load with `weights_only=True`"
     rd = Path(run_dir)
@@ -271,13 +305,17 @@ def evaluate_run(run_dir, # a run folder
 def predict_files(run_dir, files:list)->list:
     "`(file, class, probability)` for each image file, with softmax over the run's model"
     model, _ = load_run(run_dir)
-    x = torch.from_numpy(np.stack([read_image(Path(f)) for f in files])).permute(0,3,1,2).float()/255
+    def _read(f):
+        try: return read_image(Path(f))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+            raise UserError(f"cannot read image {f}: pass 32x32 PNG or JPEG files") from None
+    x = torch.from_numpy(np.stack([_read(f) for f in files])).permute(0,3,1,2).float()/255
     m, s = [torch.tensor(o).view(1,3,1,1) for o in cifar_stats]
     with torch.no_grad(): p = F.softmax(model((x-m)/s), 1)
     conf, idx = p.max(1)
     return [(str(f), CIFAR10_CLASSES[i], float(c)) for f,i,c in zip(files, idx.tolist(), conf.tolist())]
 
-# %% ../nbs/03_train.ipynb #03-train-029
+# %% ../nbs/03_train.ipynb #03-train-042
 def train_seeds(seeds:list, out='runs/seeds', **kwargs)->dict:
     "Run `train_run` for each seed and summarise the spread of the accuracies"
     out = new_run_dir(out)

@@ -1,0 +1,96 @@
+"""Fixtures for the era_s10 tests: small synthetic CIFAR-10 folders, a command-line runner, the real data (ERA_S10_DATA)
+and one real training run shared by the end-to-end tests."""
+import json, os, shutil, subprocess, sys, tempfile, time
+from pathlib import Path
+import pytest
+
+# Archives must never be unpacked into ~/.fastai: point fastai's config (and every subprocess) at a temporary folder for
+# the whole session, before anything imports fastai (its config is cached on first use).
+FASTAI_HOME = Path(tempfile.mkdtemp(prefix='era_s10_fastai_home_'))
+os.environ['FASTAI_HOME'] = str(FASTAI_HOME)
+os.environ['MPLBACKEND'] = 'Agg'
+
+CLI = [sys.executable, '-m', 'era_s10.cli']
+
+
+def pytest_sessionfinish(session, exitstatus): shutil.rmtree(FASTAI_HOME, ignore_errors=True)
+
+
+@pytest.fixture
+def fastai_home(tmp_path):
+    "A fresh, empty FASTAI_HOME for one test (in this process and in subprocesses that get `env`)"
+    from fastai.data.external import fastai_cfg
+    home, old = tmp_path/'fastai_home', os.environ['FASTAI_HOME']
+    home.mkdir()
+    os.environ['FASTAI_HOME'] = str(home); fastai_cfg.cache_clear()
+    yield home
+    os.environ['FASTAI_HOME'] = old; fastai_cfg.cache_clear()
+
+
+@pytest.fixture
+def folder(tmp_path):
+    "Make a small CIFAR-10 folder of random images under tmp_path: `folder('name', n_per_class=4, n_test=0, ext='.png')`"
+    from era_s10.data import make_cifar_folder
+    def make(name='cifar', **kwargs): return make_cifar_folder(tmp_path/name, **kwargs)
+    return make
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+    "100 random training images (90 train, 10 valid): tiny CPU runs, never modified by a test"
+    from era_s10.data import make_cifar_folder
+    return make_cifar_folder(tmp_path_factory.mktemp('tiny')/'cifar', n_per_class=10)
+
+
+def run_cli(*args, env=None, cwd=None, timeout=1800, cmd=None):
+    "Run `era-s10 *args` in a subprocess; returns the `CompletedProcess` (text stdout/stderr)"
+    return subprocess.run([*(cmd or CLI), *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope='session')
+def cli(): return run_cli
+
+
+def check_user_error(r, *words):
+    "`r` failed as a user error: exit code 2, no traceback, stderr is one `era-s10: error:` line containing `words`"
+    out = r.stdout + r.stderr
+    assert 'Traceback' not in out, out
+    assert r.returncode == 2, (r.returncode, out)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('era-s10: error: '), r.stderr
+    for w in words: assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(scope='session')
+def user_error(): return check_user_error
+
+
+# ---- the real data ----
+
+@pytest.fixture(scope='session')
+def real_data():
+    "The real CIFAR-10 archive or folder named by ERA_S10_DATA; skips the test when it is not set or missing"
+    p = os.environ.get('ERA_S10_DATA')
+    if not p: pytest.skip('ERA_S10_DATA is not set: point it at the CIFAR-10 training images (.tgz or folder) to run the real-data tests')
+    if not Path(p).exists(): pytest.skip(f'ERA_S10_DATA={p} does not exist')
+    return Path(p).resolve()
+
+
+def console_script():
+    "The installed `era-s10` command next to this Python, else `python -m era_s10.cli`"
+    exe = Path(sys.executable).parent/'era-s10'
+    return [str(exe)] if exe.exists() else CLI
+
+
+@pytest.fixture(scope='session')
+def real_run(real_data, tmp_path_factory):
+    "`era-s10 train --data $ERA_S10_DATA --subset 5000 --epochs 3 --bs 128 --out <tmp>/r`, run once per session"
+    out = tmp_path_factory.mktemp('real')/'r'
+    t0 = time.perf_counter()
+    r = run_cli('train', '--data', real_data, '--subset', 5000, '--epochs', 3, '--bs', 128, '--out', out, cmd=console_script(), timeout=3600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'Traceback' not in r.stderr, r.stderr
+    print(f'\nreal training run: {time.perf_counter()-t0:.0f} s')
+    return dict(dir=out, proc=r, summary=json.loads((out/'summary.json').read_text()))

@@ -1,0 +1,77 @@
+"""The command line without the real data: help, a tiny run with a relative --out then evaluate and predict on it,
+--compile reaching the model, the bench dispatch, and one-line warnings."""
+import json, sys, types, warnings
+from pathlib import Path
+import pytest, torch
+from era_s10.cli import main, _show_warning
+from era_s10.data import CIFAR10_CLASSES
+
+
+def test_help(cli):
+    r = cli('--help')
+    assert r.returncode == 0 and all(c in r.stdout for c in ('train', 'evaluate', 'predict', 'bench')), r.stdout
+    r = cli('train', '--help')
+    assert r.returncode == 0 and '--compile' in r.stdout and '--resume' in r.stdout and '--strict' in r.stdout
+    r = cli('bench', '--help')
+    assert r.returncode == 0 and all(o in r.stdout for o in ('--data', '--out', '--quick'))
+
+
+def test_relative_out_then_evaluate_and_predict(cli, tiny_data, tmp_path):
+    r = cli('train', '--data', tiny_data, '--epochs', 2, '--bs', 16, '--lr-find-its', 10, '--device', 'cpu', '--out', 'runs/r', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rd = tmp_path/'runs'/'r'
+    s = json.loads((rd/'summary.json').read_text())
+    assert s['lr_source'].startswith('lr_find (10 iterations)') and (rd/'lr_find.png').exists()
+    assert len((rd/'metrics.csv').read_text().splitlines()) == 3
+    r = cli('evaluate', 'runs/r', '--tta', '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res['accuracy'] == pytest.approx(s['valid_accuracy'], abs=1e-6) and res['accuracy_tta'] == pytest.approx(s['valid_accuracy_tta'], abs=1e-6)
+    imgs = sorted((tiny_data/'train'/'frog').iterdir())[:2]
+    r = cli('predict', rd, *imgs)
+    assert r.returncode == 0, r.stderr
+    out = [l.split('\t') for l in r.stdout.strip().splitlines()]
+    assert [o[0] for o in out] == [str(f) for f in imgs] and all(o[1] in CIFAR10_CLASSES and 0 < float(o[2]) <= 1 for o in out)
+
+
+def test_compile_reaches_the_model(monkeypatch, tiny_data, tmp_path):
+    "--compile compiles the model in place (the compile itself is replaced: it takes minutes on a CPU)"
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, 'compile', lambda self, *a, **k: calls.append(type(self).__name__))
+    main(['train', '--data', str(tiny_data), '--epochs', '1', '--bs', '16', '--lr-min', '1e-4', '--lr-max', '1e-3',
+          '--no-plots', '--compile', '--device', 'cpu', '--out', str(tmp_path/'r')])
+    assert calls == ['CustomResNet']
+    assert json.loads((tmp_path/'r'/'summary.json').read_text())['compile'] is True
+
+
+def test_compile_off_by_default(monkeypatch, tiny_data, tmp_path):
+    from era_s10.learner import cifar_learner
+    from era_s10.data import cifar10_dls
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, 'compile', lambda self, *a, **k: calls.append(1))
+    dls = cifar10_dls(tiny_data, bs=16, device='cpu')
+    cifar_learner(dls, path=tmp_path)
+    assert calls == []
+    learn = cifar_learner(dls, path=tmp_path, compile=True)
+    assert calls == [1] and not any(k.startswith('_orig_mod') for k in learn.model.state_dict())
+
+
+def test_bench_dispatch(monkeypatch, tmp_path, capsys):
+    got = {}
+    fake = types.ModuleType('era_s10.bench')
+    def run_bench(**kwargs): got.update(kwargs); return {'ok': 1}
+    fake.run_bench = run_bench
+    monkeypatch.setitem(sys.modules, 'era_s10.bench', fake)
+    main(['bench', '--data', str(tmp_path), '--out', str(tmp_path/'b.json'), '--quick'])
+    assert got == dict(data=str(tmp_path), out=str(tmp_path/'b.json'), quick=True)
+    assert str(tmp_path/'b.json') in capsys.readouterr().out
+    got.clear(); main(['bench'])
+    assert got == dict(data=None, out=None, quick=False)
+
+
+def test_warnings_are_one_line(capsys):
+    _show_warning(UserWarning('3 unreadable image file(s) in /d/train: a.png,\nb.png'), UserWarning, '/x/era_s10/data.py', 10)
+    _show_warning(RuntimeWarning('something\nhappened'), RuntimeWarning, '/site-packages/torch/x.py', 5)
+    err = capsys.readouterr().err.splitlines()
+    assert err == ['era-s10: warning: 3 unreadable image file(s) in /d/train: a.png, b.png',
+                   'era-s10: warning: something happened (RuntimeWarning from x.py:5)']
