@@ -46,7 +46,7 @@ def n_workers()->int:
     try: return len(os.sched_getaffinity(0))
     except AttributeError: return os.cpu_count() or 1
 
-# %% ../nbs/05_bench.ipynb #05-bench-007
+# %% ../nbs/05_bench.ipynb #05-bench-008
 def image_folder(source, # what `cifar10_dls` accepts
                  tmp:Path, # where to write image files if `source` has none
                  n_max:int=5000)->Path:
@@ -81,7 +81,7 @@ def torchvision_dl(train_dir:Path, bs:int=512, n_batches:int=1, num_workers:int=
     nw = n_workers() if num_workers is None else num_workers
     return torch.utils.data.DataLoader(ds, batch_size=bs, sampler=smp, num_workers=nw, drop_last=True, pin_memory=pin_memory)
 
-# %% ../nbs/05_bench.ipynb #05-bench-008
+# %% ../nbs/05_bench.ipynb #05-bench-012
 def batches_per_s(dl, n:int, # batches to time
                   warm:int=0, # batches to skip first (worker start-up)
                   device=None, # move each batch there (for loaders that yield CPU tensors)
@@ -97,7 +97,7 @@ def batches_per_s(dl, n:int, # batches to time
     _sync(dev)
     return n/(time.perf_counter()-t)
 
-# %% ../nbs/05_bench.ipynb #05-bench-011
+# %% ../nbs/05_bench.ipynb #05-bench-015
 class FitTimer(Callback):
     "Time `n` training batches of `learn.fit` after `warm`, then stop the fit"
     order = 100 # after the Recorder, so the one validation batch reaches the metrics
@@ -119,7 +119,7 @@ class FitTimer(Callback):
     @property
     def images_per_s(self): return self.imgs/max(self.secs, 1e-9)
 
-# %% ../nbs/05_bench.ipynb #05-bench-012
+# %% ../nbs/05_bench.ipynb #05-bench-017
 def _autocast(device, precision:str):
     dev = torch.device(device)
     if precision == 'fp32': return contextlib.nullcontext()
@@ -134,7 +134,7 @@ def fastai_adamw(model, lr:float=1e-3, wd:float=5e-4)->torch.optim.AdamW:
     return torch.optim.AdamW([dict(params=rest, weight_decay=wd), dict(params=nowd, weight_decay=0.)],
                              lr=lr, betas=(0.9, 0.99), eps=1e-5)
 
-# %% ../nbs/05_bench.ipynb #05-bench-013
+# %% ../nbs/05_bench.ipynb #05-bench-019
 def bare_images_per_s(batches:list, # `(x, y)` plain tensors on the device, used in turn
                       n:int, # steps to time
                       warm:int=1, # untimed steps first
@@ -173,7 +173,7 @@ def fit_images_per_s(dls, n:int, warm:int=1, precision:str='auto', path=None)->f
         learn.fit(math.ceil((warm+n)/len(dls.train)) + 1, lr=1e-3, cbs=timer)
     return timer.images_per_s
 
-# %% ../nbs/05_bench.ipynb #05-bench-016
+# %% ../nbs/05_bench.ipynb #05-bench-022
 def train_gflop_per_image(model=None)->float:
     "GFLOP of one training step (forward and backward) per image, counted by `FlopCounterMode`"
     from torch.utils.flop_counter import FlopCounterMode
@@ -194,7 +194,7 @@ def matmul_gflops(device='cpu', dtype=torch.float32, n:int=2048, # square matrix
         best, reps = min(best, time.perf_counter()-t), reps+1
     return 2*n**3/best/1e9
 
-# %% ../nbs/05_bench.ipynb #05-bench-019
+# %% ../nbs/05_bench.ipynb #05-bench-027
 def _fmt(v, unit:str=''):
     if v is None: return '—'
     if isinstance(v, str): return v
@@ -215,7 +215,7 @@ def bench_table(rows:list)->str:
     lines = ['| ' + ' | '.join(hdr) + ' |', '|' + '|'.join(['---']*len(hdr)) + '|']
     return '\n'.join(lines + ['| ' + ' | '.join(r['text']) + ' |' for r in rows])
 
-# %% ../nbs/05_bench.ipynb #05-bench-020
+# %% ../nbs/05_bench.ipynb #05-bench-029
 def _settings(dev, quick:bool)->dict:
     cuda = dev.type == 'cuda'
     if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, rounds=1,
@@ -234,15 +234,28 @@ def _cold_compile_cache(d:Path):
     except ImportError: return contextlib.nullcontext(), 'default cache'
     return temporary_cache_dir(str(d)), 'cold cache'
 
+def _cpu_snapshot():
+    "`(machine busy seconds, this process's and its children's CPU seconds)`, or None off Linux"
+    try:
+        with open('/proc/stat') as f: v = [int(o) for o in f.readline().split()[1:]]
+    except (OSError, ValueError): return None
+    t = os.times()
+    return (sum(v) - v[3] - v[4])/os.sysconf('SC_CLK_TCK'), t.user + t.system + t.children_user + t.children_system
+
+def _others_share(s0, s1, wall:float)->float|None:
+    "Share of the machine's CPU time that other processes used between two snapshots"
+    if s0 is None or s1 is None: return None
+    return max(0., (s1[0]-s0[0]) - (s1[1]-s0[1])) / (wall * n_workers())
+
 def _err(e): return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:150]}"
 
-# %% ../nbs/05_bench.ipynb #05-bench-021
+# %% ../nbs/05_bench.ipynb #05-bench-030
 def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$ERA_S10_DATA`, else a synthetic folder
               out=None, # write the results as JSON here
               quick:bool=False, # a short run (about a minute) for tests: few batches, tiny batch sizes, no compile
              )->dict:
     "Measure loaders, `learn.fit` overhead, precision, compile and compute use; print a markdown table, return a dict"
-    t_start = time.perf_counter()
+    t_start, snap0 = time.perf_counter(), _cpu_snapshot()
     load0 = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
     dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     S = _settings(dev, quick)
@@ -335,9 +348,11 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         res['rows'] = [{k:v for k,v in r.items() if k != 'text'} for r in rows]
         res['table'] = bench_table(rows)
         res['seconds'] = time.perf_counter() - t_start
+        res['others_cpu_share'] = _others_share(snap0, _cpu_snapshot(), res['seconds'])
     finally: tmpd.cleanup()
+    busy = '' if res['others_cpu_share'] is None else f"; other processes used {100*res['others_cpu_share']:.0f}% of the CPU meanwhile"
     print(f"{res['device']}, {res['threads']} threads, torch {res['torch']}; data: {res['data']}; "
-          f"load average at start {load0 if load0 is None else round(load0, 2)}; {res['seconds']:.0f} s")
+          f"load average at start {load0 if load0 is None else round(load0, 2)}; {res['seconds']:.0f} s{busy}")
     print(res['table'])
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -127,7 +127,10 @@ def _class_files(split_dir:Path)->list:
     if missing: raise UserError(f"{split_dir} lacks class folders {', '.join(missing)}: it needs one folder per CIFAR-10 class ({', '.join(CIFAR10_CLASSES)})")
     res = []
     for i,c in enumerate(CIFAR10_CLASSES):
-        res += [(f, i) for f in sorted((split_dir/c).iterdir()) if f.is_file() and not f.name.startswith('.')]
+        # `os.scandir` and plain strings: `Path` objects, their sorting and `is_file` calls were most of a cached load
+        d = str(split_dir/c)
+        with os.scandir(d) as it: names = sorted(e.name for e in it if not e.name.startswith('.') and e.is_file())
+        res += [(os.path.join(d, n), i) for n in names]
     if not res: raise UserError(f"no images in {split_dir}: add image files to its class folders")
     return res
 
