@@ -318,7 +318,7 @@ def predict_files(run_dir, files:list)->list:
 # %% ../nbs/03_train.ipynb #03-train-042
 def train_seeds(seeds:list, out='runs/seeds', **kwargs)->dict:
     "Run `train_run` for each seed and summarise the spread of the accuracies"
-    out = new_run_dir(out)
+    out = new_run_dir(out).resolve() # absolute, so the printed and stored paths work from any folder
     runs = [train_run(out=out/f'seed-{s}', seed=s, **kwargs) for s in seeds]
     keys = [k for k in ('valid_accuracy','valid_accuracy_tta','test_accuracy','test_accuracy_tta') if k in runs[0]]
     stats = {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v)>1 else 0., min=float(np.min(v)),
