@@ -125,7 +125,7 @@ def _autocast(device, precision:str):
     if precision == 'fp32': return contextlib.nullcontext()
     return torch.autocast(dev.type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
 
-def fastai_adamw(model, lr:float=1e-3, wd:float=5e-4)->torch.optim.AdamW:
+def fastai_adamw(model, lr:float=1e-3, wd:float=0.1)->torch.optim.AdamW:
     "`torch.optim.AdamW` with fastai `Adam`'s defaults, and no weight decay on BatchNorm and bias parameters"
     bn = [p for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for p in m.parameters(recurse=False)]
     ids = {id(p) for p in bn} | {id(m.bias) for m in model.modules() if getattr(m, 'bias', None) is not None}
@@ -296,7 +296,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         fit, bare = max(fits), max(bares)
         res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=fit/bare,
                               all_fit=fits, all_bare=bares,
-                              optimizer='torch.optim.AdamW(lr=1e-3, betas=(0.9,0.99), eps=1e-5, weight_decay=5e-4; 0 on BatchNorm)')
+                              optimizer='torch.optim.AdamW(lr=1e-3, betas=(0.9,0.99), eps=1e-5, weight_decay=0.1; 0 on BatchNorm)')
         rows.append(_row(f"(b) learn.fit vs bare PyTorch loop, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, fit/bare,
                          ('>=', 0.95), notes=f'best of {S["rounds"]} x {n} steps; bare: ready tensors, AdamW = fastai Adam'
                          + ('; small bs: a bs-512 step takes ~12 s on a CPU' if dev.type == 'cpu' else '')))

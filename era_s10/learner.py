@@ -57,7 +57,7 @@ def pick_precision(device, # the training device
 
 # %% ../nbs/02_learner.ipynb #02-learn-012
 def cifar_learner(dls, # from `cifar10_dls`
-                  wd:float=5e-4, # decoupled (AdamW-style) weight decay
+                  wd:float=0.1, # decoupled (AdamW-style) weight decay
                   precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32' (see `pick_precision`)
                   channels_last:bool=True, # NHWC memory format
                   path=None, # folder for checkpoints; default fastai's model folder

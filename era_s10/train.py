@@ -164,7 +164,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               epochs:int=24, bs:int=512,
               lr_min:float=None, lr_max:float=None, # both given: skip the LR finder
               seed:int=42, device:str='auto', subset:int=None,
-              wd:float=5e-4, precision:str='auto', valid_pct:float=0.1,
+              wd:float=0.1, precision:str='auto', valid_pct:float=0.1,
               lr_find_its:int=100, # iterations of the LR range test
               strict:bool=False, # error on unreadable images instead of skipping them
               resume=None, # a run folder with `checkpoint.pth` to continue
