@@ -206,11 +206,13 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
             if plots: _save(plot_lr_find(learn, lr_min, lr_max), rd/'lr_find.png')
         else: summary['lr_source'] = 'given (--lr-min/--lr-max): LR finder skipped'
         cfg = dict(data=None if data is None else str(Path(data).resolve()), epochs=epochs, bs=bs, lr_min=lr_min, lr_max=lr_max,
-                   seed=seed, subset=subset, wd=wd, precision=learn.precision, valid_pct=valid_pct)
+                   seed=seed, subset=subset, wd=wd, precision=learn.precision, valid_pct=valid_pct,
+                   **{k: summary[k] for k in ('lr_source', 'lr_suggestions') if k in summary}) # for the summary of a resumed run
         (rd/'config.json').write_text(json.dumps(cfg, indent=1))
     else:
         start_epoch = load_checkpoint(learn, rd/'checkpoint.pth')['epoch'] + 1
-        summary['resumed_at_epoch'] = start_epoch
+        summary.update(resumed_at_epoch=start_epoch, lr_source=cfg.get('lr_source', 'as in the interrupted run (not in its config.json)'),
+                       **{k: cfg[k] for k in ('lr_suggestions',) if k in cfg})
     sched_f = rd/'schedule.csv'
     if resume is None: sched_f.unlink(missing_ok=True)
     else: trim_schedule(sched_f, start_epoch*len(dls.train))
@@ -243,7 +245,8 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
                    per_class_accuracy=per_class_accuracy(probs, targs), n_params=n_params(learn.model))
     if dls.valid_split == 'test':
         summary.update(test_accuracy=acc, test_accuracy_tta=acc_tta)
-    summary.update(seconds=time.perf_counter()-t_start, train_images_per_s=images_per_s,
+    summary.update(seconds=time.perf_counter()-t_start, epochs_seconds=sum(float(m['seconds']) for m in metrics),
+                   train_images_per_s=images_per_s,
                    device=_device_name(dev), versions=_versions(), epochs_this_process=epochs-start_epoch)
     if plots:
         _save(plot_schedule(*_sched_cols(sched_f)), rd/'schedule.png')

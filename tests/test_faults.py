@@ -111,6 +111,9 @@ def check_resumed(out, ref):
     assert r.returncode == 0, r.stderr
     s = json.loads((out/'summary.json').read_text())
     assert s['resumed_at_epoch'] == ep + 1 and s['epochs_this_process'] == 4 - (ep + 1)
+    # the summary still says where the LRs came from, and times every epoch, not only this process's
+    assert s['lr_source'] == json.loads((ref/'summary.json').read_text())['lr_source']
+    assert s['epochs_seconds'] == pytest.approx(sum(float(r['seconds']) for r in read_csv(out/'metrics.csv')))
     a = torch.load(ref/'model.pth', weights_only=True)
     b = torch.load(out/'model.pth', weights_only=True)
     assert a.keys() == b.keys()
