@@ -39,6 +39,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     if 'era_s10' not in str(filename): msg += f' ({category.__name__} from {Path(filename).name}:{lineno})'
     (file or sys.stderr).write(f"era-s10: warning: {msg}\n")
 
+def _fraction(s):
+    try: v = float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a number")
+    if not 0 <= v < 1: raise argparse.ArgumentTypeError(f"must be in [0, 1), got {s}: for example 0.2, or 0 for none")
+    return v
+
 def _seeds(s):
     try: return [int(o) for o in s.split(',') if o.strip()]
     except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers, e.g. 0,1,2")
@@ -60,6 +66,7 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--device', default='auto', choices=['auto','cuda','cpu'])
     t.add_argument('--precision', default='auto', choices=['auto','bf16','fp16','fp32'])
     t.add_argument('--wd', type=float, default=0.1, help='decoupled weight decay')
+    t.add_argument('--label-smoothing', type=_fraction, default=0.2, help='of the cross-entropy loss (0: none)')
     t.add_argument('--subset', type=_pos_int, help='first N training images of a fixed shuffle')
     t.add_argument('--out', default='runs/run', help='run folder (a numbered sibling if it holds files)')
     t.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run at its next epoch')
@@ -83,7 +90,7 @@ def _train(a):
     if (a.lr_min is None) != (a.lr_max is None): raise UserError("pass both --lr-min and --lr-max, or neither to run the LR finder")
     if a.lr_min is not None and a.lr_min >= a.lr_max: raise UserError(f"--lr-min {a.lr_min:g} must be below --lr-max {a.lr_max:g}: pass a smaller --lr-min or a larger --lr-max")
     kw = dict(data=a.data, epochs=a.epochs, bs=a.bs, lr_min=a.lr_min, lr_max=a.lr_max, device=a.device, subset=a.subset,
-              wd=a.wd, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots,
+              wd=a.wd, label_smoothing=a.label_smoothing, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots,
               compile=a.compile)
     if a.resume:
         s = train_run(resume=a.resume, device=a.device, strict=a.strict, plots=not a.no_plots, compile=a.compile)

@@ -58,6 +58,7 @@ def pick_precision(device, # the training device
 # %% ../nbs/02_learner.ipynb #02-learn-012
 def cifar_learner(dls, # from `cifar10_dls`
                   wd:float=0.1, # decoupled (AdamW-style) weight decay
+                  label_smoothing:float=0.2, # of the cross-entropy loss; 0 for plain cross-entropy
                   precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32' (see `pick_precision`)
                   channels_last:bool=True, # NHWC memory format
                   path=None, # folder for checkpoints; default fastai's model folder
@@ -66,13 +67,14 @@ def cifar_learner(dls, # from `cifar10_dls`
                   compile:bool=False, # `torch.compile` the model
                  )->Learner:
     "A fastai `Learner` for the ERA Session 10 experiment"
+    if not 0 <= label_smoothing < 1: raise UserError(f"label smoothing must be in [0, 1), got {label_smoothing:g}: pass for example 0.2, or 0 for none")
     model = model or CustomResNet(len(dls.vocab))
     # Optional, off by default: compiling costs tens of seconds to minutes before the first batch, needs a C++ compiler
     # for the CPU backend, and pays back only on long GPU runs. `Module.compile` works in place, so the `state_dict`
     # keys (checkpoints, model.pth) are the same as without it.
     if compile: model.compile()
     path = Path(path) if path is not None else Path(fastai_path('model')).parent
-    learn = Learner(dls, model, opt_func=Adam, loss_func=CrossEntropyLossFlat(), metrics=accuracy, wd=wd,
+    learn = Learner(dls, model, opt_func=Adam, loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
                     path=path, model_dir='models', cbs=cbs)
     prec = pick_precision(dls.device, precision)
     if channels_last: learn.add_cb(ChannelsLast())
@@ -83,7 +85,7 @@ def cifar_learner(dls, # from `cifar10_dls`
     learn.precision = prec
     return learn
 
-# %% ../nbs/02_learner.ipynb #02-learn-017
+# %% ../nbs/02_learner.ipynb #02-learn-019
 class TrainingDiverged(UserError):
     "The loss became NaN or inf"
 
@@ -95,7 +97,7 @@ class NaNGuard(Callback):
             lr = self.opt.hypers[-1]['lr']
             raise TrainingDiverged(f"loss became {self.loss.item()} at epoch {self.epoch+1}/{self.n_epoch}, iteration {self.iter+1}/{self.n_iter} (LR {lr:.3g}): lower --lr-max")
 
-# %% ../nbs/02_learner.ipynb #02-learn-020
+# %% ../nbs/02_learner.ipynb #02-learn-022
 def rng_states(learn:Learner)->dict:
     "Every RNG state the training loop draws from"
     st = dict(python=random.getstate(), numpy=[np.random.get_state()[0], np.random.get_state()[1].tolist(), *np.random.get_state()[2:]],
@@ -113,7 +115,7 @@ def set_rng_states(learn:Learner, st:dict):
 
 def _tuplify(o): return tuple(_tuplify(x) for x in o) if isinstance(o, (list, tuple)) else o
 
-# %% ../nbs/02_learner.ipynb #02-learn-023
+# %% ../nbs/02_learner.ipynb #02-learn-025
 def _plain(o):
     "`o` with fastcore `L`s and numpy scalars turned into lists and numbers, so `torch.load(weights_only=True)` reads it"
     if isinstance(o, dict): return {k:_plain(v) for k,v in o.items()}
@@ -158,7 +160,7 @@ def load_checkpoint(learn:Learner, f)->dict:
     if 'smooth_loss' in state: learn.add_cb(_RestoreSmoothLoss(int(state['smooth_loss']['count']), state['smooth_loss']['val']))
     return state
 
-# %% ../nbs/02_learner.ipynb #02-learn-027
+# %% ../nbs/02_learner.ipynb #02-learn-029
 class LRFindError(UserError):
     "The LR range test gave no usable rate"
 
@@ -183,7 +185,7 @@ def find_lrs(learn:Learner, # a Learner from `cifar_learner`
     learn.lrs_found = (lr_min, lr_max)
     return lr_min, lr_max
 
-# %% ../nbs/02_learner.ipynb #02-learn-030
+# %% ../nbs/02_learner.ipynb #02-learn-032
 def plot_lr_find(learn:Learner, # a Learner after `find_lrs`
                  lr_min:float, lr_max:float):
     "fastai's loss-vs-LR plot with LRMIN and LRMAX marked; returns the figure"
@@ -195,7 +197,7 @@ def plot_lr_find(learn:Learner, # a Learner after `find_lrs`
     ax.legend(); ax.set_title('LR range test')
     return fig
 
-# %% ../nbs/02_learner.ipynb #02-learn-034
+# %% ../nbs/02_learner.ipynb #02-learn-036
 def fit_one_cycle_s10(learn:Learner, # a Learner from `cifar_learner`
                       epochs:int, lr_min:float, lr_max:float,
                       pct_start:float=5/24, # where the LR peaks

@@ -165,6 +165,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               lr_min:float=None, lr_max:float=None, # both given: skip the LR finder
               seed:int=42, device:str='auto', subset:int=None,
               wd:float=0.1, precision:str='auto', valid_pct:float=0.1,
+              label_smoothing:float=0.2, # of the training loss (see `cifar_learner`)
               lr_find_its:int=100, # iterations of the LR range test
               strict:bool=False, # error on unreadable images instead of skipping them
               resume=None, # a run folder with `checkpoint.pth` to continue
@@ -181,6 +182,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
         cfg = json.loads((rd/'config.json').read_text())
         data, epochs, bs, lr_min, lr_max, seed, subset, wd, precision, valid_pct = (cfg[k] for k in
             ('data','epochs','bs','lr_min','lr_max','seed','subset','wd','precision','valid_pct'))
+        label_smoothing = cfg.get('label_smoothing', 0.) # runs from before the option trained with plain cross-entropy
     _check_args(epochs, bs, lr_min, lr_max)
     dev = resolve_device(device)
     set_seed(seed, reproducible=True)
@@ -188,7 +190,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
     if len(dls.train)==0: raise UserError(f"--bs {bs} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
     rd = (Path(resume) if resume is not None else new_run_dir(out)).resolve() # absolute: fastai joins relative paths to learn.path
     timer = EpochTimer()
-    learn = cifar_learner(dls, wd=wd, precision=precision, path=rd, cbs=[timer, NaNGuard()], compile=compile)
+    learn = cifar_learner(dls, wd=wd, label_smoothing=label_smoothing, precision=precision, path=rd, cbs=[timer, NaNGuard()], compile=compile)
     learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds')]
     if quiet: learn.remove_cb(learn.progress) if hasattr(learn, 'progress') else None
     summary = dict(run_dir=str(rd), data=str(dls.path), valid_split=dls.valid_split,
@@ -206,7 +208,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
             if plots: _save(plot_lr_find(learn, lr_min, lr_max), rd/'lr_find.png')
         else: summary['lr_source'] = 'given (--lr-min/--lr-max): LR finder skipped'
         cfg = dict(data=None if data is None else str(Path(data).resolve()), epochs=epochs, bs=bs, lr_min=lr_min, lr_max=lr_max,
-                   seed=seed, subset=subset, wd=wd, precision=learn.precision, valid_pct=valid_pct,
+                   seed=seed, subset=subset, wd=wd, label_smoothing=label_smoothing, precision=learn.precision, valid_pct=valid_pct,
                    **{k: summary[k] for k in ('lr_source', 'lr_suggestions') if k in summary}) # for the summary of a resumed run
         (rd/'config.json').write_text(json.dumps(cfg, indent=1))
     else:
@@ -238,7 +240,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
         pt, _ = get_preds_tta(learn)
         acc_tta = float((pt.argmax(1)==targs).float().mean())
     metrics = _clean_metrics(rd/'metrics.csv')
-    summary.update(settings=dict(lr_min=lr_min, lr_max=lr_max, epochs=epochs, bs=bs, wd=wd, wd_kind='decoupled (AdamW)',
+    summary.update(settings=dict(lr_min=lr_min, lr_max=lr_max, epochs=epochs, bs=bs, wd=wd, wd_kind='decoupled (AdamW)', label_smoothing=label_smoothing,
                                  seed=seed, subset=subset, valid_pct=valid_pct, precision=learn.precision,
                                  pct_start=5/24, div=lr_max/lr_min, div_final=lr_max/lr_min, moms=[0.95,0.85,0.95]),
                    valid_loss=loss, valid_accuracy=acc, valid_accuracy_tta=acc_tta,
