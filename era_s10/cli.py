@@ -93,6 +93,12 @@ def _train(a):
               wd=a.wd, label_smoothing=a.label_smoothing, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots,
               compile=a.compile)
     if a.resume:
+        # a resumed run trains with the settings in its config.json; options that would change them are refused, not ignored
+        d = vars(make_parser().parse_args(['train']))
+        fixed = [k for k in ('data','epochs','bs','lr_min','lr_max','lr_find_its','seed','seeds','precision','wd','label_smoothing','subset','out')
+                 if getattr(a, k) != d[k]]
+        if fixed: raise UserError(f"--resume continues {a.resume} with the settings in its config.json: drop "
+                                  + ', '.join('--' + k.replace('_', '-') for k in fixed))
         s = train_run(resume=a.resume, device=a.device, strict=a.strict, plots=not a.no_plots, compile=a.compile)
     elif a.seeds:
         r = train_seeds(a.seeds, out=a.out, **kw)

@@ -157,6 +157,14 @@ def test_resume_without_checkpoint(cli, user_error, tmp_path):
     user_error(cli('train', '--resume', tmp_path/'r'), 'holds no checkpoint.pth', 'era-s10 train')
 
 
+def test_resume_refuses_new_settings(cli, user_error, tmp_path):
+    "A resumed run keeps its own settings, so options that would change them are an error rather than ignored"
+    (tmp_path/'r').mkdir()
+    user_error(cli('train', '--resume', tmp_path/'r', '--epochs', 30, '--label-smoothing', 0),
+               f"--resume continues {tmp_path/'r'} with the settings in its config.json: drop --epochs, --label-smoothing")
+    assert list((tmp_path/'r').iterdir()) == []
+
+
 def test_evaluate_and_predict_bad_input(tmp_path, capsys):
     def run(*args):
         with pytest.raises(SystemExit) as e: main([str(a) for a in args])
