@@ -94,9 +94,9 @@ def _train(a):
               compile=a.compile)
     if a.resume:
         # a resumed run trains with the settings in its config.json; options that would change them are refused, not ignored
+        # (every train option but those `train_run(resume=...)` takes, so a new option is covered without listing it here)
         d = vars(make_parser().parse_args(['train']))
-        fixed = [k for k in ('data','epochs','bs','lr_min','lr_max','lr_find_its','seed','seeds','precision','wd','label_smoothing','subset','out')
-                 if getattr(a, k) != d[k]]
+        fixed = [k for k, v in vars(a).items() if k not in ('cmd','resume','device','strict','no_plots','compile') and v != d[k]]
         if fixed: raise UserError(f"--resume continues {a.resume} with the settings in its config.json: drop "
                                   + ', '.join('--' + k.replace('_', '-') for k in fixed))
         s = train_run(resume=a.resume, device=a.device, strict=a.strict, plots=not a.no_plots, compile=a.compile)
