@@ -8,7 +8,7 @@ Docs: https://era-s10.github.io/era_s10/bench.html.md"""
 
 # %% ../nbs/05_bench.ipynb #05-bench-002
 from __future__ import annotations
-import contextlib, itertools, json, math, os, platform, tempfile, time
+import contextlib, inspect, itertools, json, math, os, platform, statistics, tempfile, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from PIL import Image
@@ -24,9 +24,9 @@ from .data import UserError, cifar10_dls, cifar10_arrays, cifar_root, make_cifar
 from .learner import cifar_learner, pick_precision, cpu_has_bf16
 
 # %% auto #0
-__all__ = ['n_workers', 'image_folder', 'fastai_item_dl', 'torchvision_dl', 'batches_per_s', 'FitTimer', 'fastai_adamw',
-           'bare_images_per_s', 'fit_images_per_s', 'train_gflop_per_image', 'matmul_gflops', 'bench_table',
-           'run_bench']
+__all__ = ['n_workers', 'interleaved', 'paired_ratio', 'image_folder', 'fastai_item_dl', 'torchvision_dl', 'batches_per_s',
+           'FitTimer', 'fastai_adamw', 'bare_loop', 'fit_images_per_s', 'train_gflop_per_image', 'matmul_gflops',
+           'bench_table', 'run_bench']
 
 # %% ../nbs/05_bench.ipynb #05-bench-005
 def _sync(device):
@@ -47,6 +47,22 @@ def n_workers()->int:
     except AttributeError: return os.cpu_count() or 1
 
 # %% ../nbs/05_bench.ipynb #05-bench-008
+def interleaved(fs:dict, # name: a function that times something and returns its rate
+                rounds:int, # each function runs once per round
+               )->dict:
+    "Run each of `fs` once per round, rotating their order from round to round: the rates as lists, by name"
+    names, res = list(fs), {k: [] for k in fs}
+    for i in range(rounds):
+        for k in names[i % len(names):] + names[:i % len(names)]: res[k].append(fs[k]())
+    return res
+
+def paired_ratio(a:list, # rates of the measured side, one per round
+                 b:list, # rates of the baseline, from the same rounds
+                )->float:
+    "The median over rounds of `a[i]/b[i]`"
+    return statistics.median(x/y for x,y in zip(a, b))
+
+# %% ../nbs/05_bench.ipynb #05-bench-012
 def image_folder(source, # what `cifar10_dls` accepts
                  tmp:Path, # where to write image files if `source` has none
                  n_max:int=5000)->Path:
@@ -81,7 +97,7 @@ def torchvision_dl(train_dir:Path, bs:int=512, n_batches:int=1, num_workers:int=
     nw = n_workers() if num_workers is None else num_workers
     return torch.utils.data.DataLoader(ds, batch_size=bs, sampler=smp, num_workers=nw, drop_last=True, pin_memory=pin_memory)
 
-# %% ../nbs/05_bench.ipynb #05-bench-012
+# %% ../nbs/05_bench.ipynb #05-bench-016
 def batches_per_s(dl, n:int, # batches to time
                   warm:int=0, # batches to skip first (worker start-up)
                   device=None, # move each batch there (for loaders that yield CPU tensors)
@@ -97,7 +113,7 @@ def batches_per_s(dl, n:int, # batches to time
     _sync(dev)
     return n/(time.perf_counter()-t)
 
-# %% ../nbs/05_bench.ipynb #05-bench-015
+# %% ../nbs/05_bench.ipynb #05-bench-019
 class FitTimer(Callback):
     "Time `n` training batches of `learn.fit` after `warm`, then stop the fit"
     order = 100 # after the Recorder, so the one validation batch reaches the metrics
@@ -119,7 +135,7 @@ class FitTimer(Callback):
     @property
     def images_per_s(self): return self.imgs/max(self.secs, 1e-9)
 
-# %% ../nbs/05_bench.ipynb #05-bench-017
+# %% ../nbs/05_bench.ipynb #05-bench-021
 def _autocast(device, precision:str):
     dev = torch.device(device)
     if precision == 'fp32': return contextlib.nullcontext()
@@ -134,36 +150,36 @@ def fastai_adamw(model, lr:float=1e-3, wd:float=0.1)->torch.optim.AdamW:
     return torch.optim.AdamW([dict(params=rest, weight_decay=wd), dict(params=nowd, weight_decay=0.)],
                              lr=lr, betas=(0.9, 0.99), eps=1e-5)
 
-# %% ../nbs/05_bench.ipynb #05-bench-019
-def bare_images_per_s(batches:list, # `(x, y)` plain tensors on the device, used in turn
-                      n:int, # steps to time
-                      warm:int=1, # untimed steps first
-                      precision:str='fp32', # 'fp32', 'bf16' or 'fp16' (autocast; fp16 with a `GradScaler`)
-                      channels_last:bool=True,
-                      compile:bool=False, # `torch.compile` the model; the first step's time is the compile time
-                      model=None, # default a fresh `CustomResNet()`
-                     )->dict:
-    "Training images/s of a bare PyTorch loop: `dict(images_per_s, first_step_s)`"
+# %% ../nbs/05_bench.ipynb #05-bench-023
+def bare_loop(batches:list, # `(x, y)` plain tensors on the device, used in turn
+              precision:str='fp32', # 'fp32', 'bf16' or 'fp16' (autocast; fp16 with a `GradScaler`)
+              channels_last:bool=True,
+              compile:bool=False, # `torch.compile` the model (it compiles on the first step)
+              model=None, # default a fresh `CustomResNet()`
+              label_smoothing:float=None, # of the loss; default `cifar_learner`'s
+             ):
+    "A bare PyTorch training loop: the function it returns runs `n` steps and gives their training images/s"
     dev = batches[0][0].device
+    if label_smoothing is None: label_smoothing = inspect.signature(cifar_learner).parameters['label_smoothing'].default
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model = (model or CustomResNet()).to(dev, memory_format=mf).train()
     opt = fastai_adamw(model)
     scaler = torch.amp.GradScaler(dev.type) if precision == 'fp16' else None
     fwd = torch.compile(model) if compile else model
     batches = [(x.to(memory_format=mf), y) for x,y in batches] # converted once, outside the timed steps
+    bs = itertools.cycle(batches)
     def step(x, y):
         with _autocast(dev, precision): out = fwd(x)
-        loss = F.cross_entropy(out.float(), y, label_smoothing=0.2) # the loss of `cifar_learner`'s default
+        loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         if scaler is None: loss.backward(); opt.step()
         else: scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
-    bs = itertools.cycle(batches)
-    t = time.perf_counter()
-    for _ in range(warm): step(*next(bs))
-    _sync(dev); first = time.perf_counter() - t; t = time.perf_counter()
-    for _ in range(n): step(*next(bs))
-    _sync(dev)
-    return dict(images_per_s=n*batches[0][0].shape[0]/(time.perf_counter()-t), first_step_s=first)
+    def run(n:int)->float:
+        _sync(dev); t = time.perf_counter()
+        for _ in range(n): step(*next(bs))
+        _sync(dev)
+        return n*batches[0][0].shape[0]/(time.perf_counter()-t)
+    return run
 
 def fit_images_per_s(dls, n:int, warm:int=1, precision:str='auto', path=None)->float:
     "Training images/s of `learn.fit` on `dls` (data pipeline, callbacks and optimizer included)"
@@ -173,7 +189,7 @@ def fit_images_per_s(dls, n:int, warm:int=1, precision:str='auto', path=None)->f
         learn.fit(math.ceil((warm+n)/len(dls.train)) + 1, lr=1e-3, cbs=timer)
     return timer.images_per_s
 
-# %% ../nbs/05_bench.ipynb #05-bench-022
+# %% ../nbs/05_bench.ipynb #05-bench-027
 def train_gflop_per_image(model=None)->float:
     "GFLOP of one training step (forward and backward) per image, counted by `FlopCounterMode`"
     from torch.utils.flop_counter import FlopCounterMode
@@ -194,7 +210,7 @@ def matmul_gflops(device='cpu', dtype=torch.float32, n:int=2048, # square matrix
         best, reps = min(best, time.perf_counter()-t), reps+1
     return 2*n**3/best/1e9
 
-# %% ../nbs/05_bench.ipynb #05-bench-027
+# %% ../nbs/05_bench.ipynb #05-bench-032
 def _fmt(v, unit:str=''):
     if v is None: return '—'
     if isinstance(v, str): return v
@@ -215,12 +231,12 @@ def bench_table(rows:list)->str:
     lines = ['| ' + ' | '.join(hdr) + ' |', '|' + '|'.join(['---']*len(hdr)) + '|']
     return '\n'.join(lines + ['| ' + ' | '.join(r['text']) + ' |' for r in rows])
 
-# %% ../nbs/05_bench.ipynb #05-bench-029
+# %% ../nbs/05_bench.ipynb #05-bench-034
 def _settings(dev, quick:bool)->dict:
     cuda = dev.type == 'cuda'
     if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, rounds=1,
                           bs_prec=512 if cuda else 4, n_prec=1, n_bf16_cpu=1, mm_s=0.3, compile=False)
-    return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=20 if cuda else 6, rounds=2,
+    return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=20 if cuda else 6, rounds=3,
                 bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=2, mm_s=1.5, compile=True)
 
 def _rand_batches(device, bs:int, k:int=2)->list:
@@ -249,7 +265,7 @@ def _others_share(s0, s1, wall:float)->float|None:
 
 def _err(e): return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:150]}"
 
-# %% ../nbs/05_bench.ipynb #05-bench-030
+# %% ../nbs/05_bench.ipynb #05-bench-035
 def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$ERA_S10_DATA`, else a synthetic folder
               out=None, # write the results as JSON here
               quick:bool=False, # a short run (about a minute) for tests: few batches, tiny batch sizes, no compile
@@ -272,33 +288,34 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         nw = n_workers()
         dls = cifar10_dls(data, bs=S['bs_loader'], device=dev)
         train_dir = image_folder(data, tmp)
-        nb, wb = S['n_baseline'], nw
-        proj = batches_per_s(dls.train, S['n_loader'])
-        fa = batches_per_s(fastai_item_dl(train_dir, S['bs_loader'], nb+wb, device=dev, num_workers=nw), nb, warm=wb)
-        tv = batches_per_s(torchvision_dl(train_dir, S['bs_loader'], nb+wb, num_workers=nw, pin_memory=dev.type == 'cuda'),
-                           nb, warm=wb, device=dev if dev.type == 'cuda' else None)
+        nb, wb, R = S['n_baseline'], nw, S['rounds']
+        rnd = f'median of {R} rounds' if R > 1 else '1 round'
+        T = interleaved(dict( # the baselines' loaders are made anew each round; their worker start-up is not timed
+            project=lambda: batches_per_s(dls.train, S['n_loader'], warm=1),
+            fastai=lambda: batches_per_s(fastai_item_dl(train_dir, S['bs_loader'], nb+wb, device=dev, num_workers=nw), nb, warm=wb),
+            torchvision=lambda: batches_per_s(torchvision_dl(train_dir, S['bs_loader'], nb+wb, num_workers=nw, pin_memory=dev.type == 'cuda'),
+                                              nb, warm=wb, device=dev if dev.type == 'cuda' else None)), R)
+        proj, fa, tv = (statistics.median(T[k]) for k in ('project', 'fastai', 'torchvision'))
+        vs_fa, vs_tv = paired_ratio(T['project'], T['fastai']), paired_ratio(T['project'], T['torchvision'])
         res['loader'] = dict(bs=S['bs_loader'], workers=nw, project=proj, fastai_per_item=fa, torchvision=tv,
-                             vs_fastai=proj/fa, vs_torchvision=proj/tv)
-        rows.append(_row(f"(a) loader vs fastai per-item, batches/s (bs {S['bs_loader']})", proj, fa, proj/fa, ('>=', 20),
-                         notes=f'project: in-process gather + batch augmentation; baseline: {nw} workers, PIL item_tfms'))
-        rows.append(_row(f"(a) loader vs torchvision, batches/s (bs {S['bs_loader']})", proj, tv, proj/tv,
-                         notes=f'torchvision ImageFolder + transforms, {nw} workers'))
+                             vs_fastai=vs_fa, vs_torchvision=vs_tv, timings=T)
+        rows.append(_row(f"(a) loader vs fastai per-item, batches/s (bs {S['bs_loader']})", proj, fa, vs_fa, ('>=', 20),
+                         notes=f'{rnd}; project: in-process gather + batch augmentation; baseline: {nw} workers, PIL item_tfms'))
+        rows.append(_row(f"(a) loader vs torchvision, batches/s (bs {S['bs_loader']})", proj, tv, vs_tv,
+                         notes=f'{rnd}; torchvision ImageFolder + transforms, {nw} workers'))
         del dls
         # (b) learn.fit vs the bare loop
         prec = pick_precision(dev)
         bs, n = S['bs_step'], S['n_step']
         dls = cifar10_dls(data, bs=bs, device=dev)
         ready = [(_plain(x), _plain(y)) for x,y in itertools.islice(_forever(dls.train), 4)]
-        fits, bares = [], []
-        for _ in range(S['rounds']): # alternated, best of each, so a slow moment hurts neither side alone
-            fits.append(fit_images_per_s(dls, n, warm=1, path=tmp))
-            bares.append(bare_images_per_s(ready, n, warm=1, precision=prec, channels_last=True)['images_per_s'])
-        fit, bare = max(fits), max(bares)
-        res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=fit/bare,
-                              all_fit=fits, all_bare=bares,
+        bare_run = bare_loop(ready, precision=prec, channels_last=True); bare_run(1) # one warm-up step
+        T = interleaved(dict(fit=lambda: fit_images_per_s(dls, n, warm=1, path=tmp), bare=lambda: bare_run(n)), R)
+        fit, bare, ratio = statistics.median(T['fit']), statistics.median(T['bare']), paired_ratio(T['fit'], T['bare'])
+        res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=ratio, timings=T,
                               optimizer='torch.optim.AdamW(lr=1e-3, betas=(0.9,0.99), eps=1e-5, weight_decay=0.1; 0 on BatchNorm)')
-        rows.append(_row(f"(b) learn.fit vs bare PyTorch loop, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, fit/bare,
-                         ('>=', 0.95), notes=f'best of {S["rounds"]} x {n} steps; bare: ready tensors, AdamW = fastai Adam'
+        rows.append(_row(f"(b) learn.fit vs bare PyTorch loop, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, ratio,
+                         ('>=', 0.95), notes=f'{rnd} x {n} steps; bare: ready tensors, AdamW = fastai Adam'
                          + ('; small bs: a bs-512 step takes ~12 s on a CPU' if dev.type == 'cpu' else '')))
         # (c) precision
         res['precision'] = {}
@@ -308,14 +325,19 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
             pb = S['bs_prec'] if not (cpu and dev.type == 'cuda') else 16
             batches = _rand_batches(d, pb)
             nfp = S['n_prec'] if not (cpu and dev.type == 'cuda') else 4
-            fp32 = bare_images_per_s(batches, nfp, precision='fp32', channels_last=False)['images_per_s']
-            fp32cl = bare_images_per_s(batches, nfp, precision='fp32', channels_last=True)['images_per_s']
-            bf = bare_images_per_s(batches, S['n_bf16_cpu'] if cpu else nfp, precision='bf16', channels_last=True)['images_per_s']
-            res['precision'][d.type] = dict(bs=pb, fp32=fp32, fp32_cl=fp32cl, bf16_cl=bf, bf16_speedup=bf/fp32, cl_speedup=fp32cl/fp32)
+            loops = dict(fp32=(bare_loop(batches, precision='fp32', channels_last=False), nfp),
+                         fp32_cl=(bare_loop(batches, precision='fp32', channels_last=True), nfp),
+                         bf16_cl=(bare_loop(batches, precision='bf16', channels_last=True), S['n_bf16_cpu'] if cpu else nfp))
+            for run, _ in loops.values(): run(1) # warm-up: oneDNN primitives, CUDA kernels
+            T = interleaved({k: (lambda run=run, k_=k_: run(k_)) for k, (run, k_) in loops.items()}, R)
+            fp32, fp32cl, bf = (statistics.median(T[k]) for k in loops)
+            bf_x, cl_x = paired_ratio(T['bf16_cl'], T['fp32']), paired_ratio(T['fp32_cl'], T['fp32'])
+            res['precision'][d.type] = dict(bs=pb, fp32=fp32, fp32_cl=fp32cl, bf16_cl=bf, bf16_speedup=bf_x, cl_speedup=cl_x, timings=T)
             note = 'bf16 emulated (no AVX512-BF16/AMX)' if cpu and not cpu_has_bf16() else ''
-            rows.append(_row(f"(c) bf16 autocast + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", bf, fp32, bf/fp32, ('>', 1), notes=note))
-            rows.append(_row(f"(c) fp32 + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", fp32cl, fp32, fp32cl/fp32,
-                             notes="what precision='auto' picks on this CPU" if cpu and prec == 'fp32' else ''))
+            rows.append(_row(f"(c) bf16 autocast + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", bf, fp32, bf_x, ('>', 1),
+                             notes='; '.join(o for o in (rnd, note) if o)))
+            rows.append(_row(f"(c) fp32 + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", fp32cl, fp32, cl_x,
+                             notes='; '.join([rnd] + (["what precision='auto' picks on this CPU"] if cpu and prec == 'fp32' else []))))
         # (d) compute use
         gf = train_gflop_per_image()
         big = dev.type == 'cuda'
@@ -332,13 +354,16 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         # torch.compile
         if S['compile']:
             try:
-                eager = bare_images_per_s(ready, n, warm=1, precision=prec)['images_per_s']
+                eager_run = bare_loop(ready, precision=prec); eager_run(1)
                 ctx, cache = _cold_compile_cache(tmp/'inductor')
-                with ctx: c = bare_images_per_s(ready, n, warm=2, precision=prec, compile=True)
-                res['compile'] = dict(eager=eager, compiled=c['images_per_s'], compile_s=c['first_step_s'], cache=cache,
-                                      speedup=c['images_per_s']/eager, error=None)
-                rows.append(_row(f"torch.compile vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c['images_per_s'], eager,
-                                 c['images_per_s']/eager, ('>', 1), notes=f"compile + first 2 steps ({cache}): {c['first_step_s']:.0f} s, not in the rate"))
+                with ctx:
+                    comp_run = bare_loop(ready, precision=prec, compile=True)
+                    t = time.perf_counter(); comp_run(2); compile_s = time.perf_counter() - t # compiles on the first step
+                    T = interleaved(dict(compiled=lambda: comp_run(n), eager=lambda: eager_run(n)), R)
+                c, eager, ratio = statistics.median(T['compiled']), statistics.median(T['eager']), paired_ratio(T['compiled'], T['eager'])
+                res['compile'] = dict(eager=eager, compiled=c, compile_s=compile_s, cache=cache, speedup=ratio, timings=T, error=None)
+                rows.append(_row(f"torch.compile vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c, eager, ratio, ('>', 1),
+                                 notes=f"{rnd} x {n} steps; compile + first 2 steps ({cache}): {compile_s:.0f} s, not in the rate"))
             except Exception as e:
                 res['compile'] = dict(error=_err(e))
                 rows.append(_row('torch.compile vs eager', None, None, None, notes=f'compile failed: {_err(e)}'))
