@@ -8,7 +8,7 @@ Docs: https://era-s10.github.io/era_s10/bench.html.md"""
 
 # %% ../nbs/05_bench.ipynb #05-bench-002
 from __future__ import annotations
-import contextlib, inspect, itertools, json, math, os, platform, statistics, tempfile, time
+import contextlib, inspect, itertools, json, math, os, statistics, tempfile, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from PIL import Image
@@ -21,12 +21,12 @@ from fastai.vision.augment import CropPad, RandomCrop, FlipItem
 from fastai.vision.all import cifar_stats
 from .model import CustomResNet
 from .data import UserError, cifar10_dls, cifar10_arrays, cifar_root, make_cifar_folder, CIFAR10_CLASSES
-from .learner import cifar_learner, pick_precision, cpu_has_bf16
+from .learner import cifar_learner, pick_precision, cpu_has_bf16, cpu_name
 
 # %% auto #0
-__all__ = ['n_workers', 'interleaved', 'paired_ratio', 'image_folder', 'fastai_item_dl', 'torchvision_dl', 'batches_per_s',
-           'FitTimer', 'fastai_adamw', 'bare_loop', 'fit_images_per_s', 'train_gflop_per_image', 'matmul_gflops',
-           'bench_table', 'run_bench']
+__all__ = ['n_workers', 'interleaved', 'paired_ratio', 'compare_rounds', 'image_folder', 'fastai_item_dl', 'torchvision_dl',
+           'batches_per_s', 'FitTimer', 'fastai_adamw', 'bare_loop', 'fit_images_per_s', 'train_gflop_per_image',
+           'matmul_gflops', 'bench_table', 'run_bench']
 
 # %% ../nbs/05_bench.ipynb #05-bench-005
 def _sync(device):
@@ -61,6 +61,13 @@ def paired_ratio(a:list, # rates of the measured side, one per round
                 )->float:
     "The median over rounds of `a[i]/b[i]`"
     return statistics.median(x/y for x,y in zip(a, b))
+
+def compare_rounds(T:dict, # rates by name, as `interleaved` returns them
+                   a:str, # the measured side
+                   b:str, # the baseline
+                  )->tuple:
+    "`(median of a, median of b, paired_ratio(a, b))` from the rounds in `T`"
+    return statistics.median(T[a]), statistics.median(T[b]), paired_ratio(T[a], T[b])
 
 # %% ../nbs/05_bench.ipynb #05-bench-012
 def image_folder(source, # what `cifar10_dls` accepts
@@ -141,8 +148,13 @@ def _autocast(device, precision:str):
     if precision == 'fp32': return contextlib.nullcontext()
     return torch.autocast(dev.type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
 
-def fastai_adamw(model, lr:float=1e-3, wd:float=0.1)->torch.optim.AdamW:
+def _learner_default(k:str): return inspect.signature(cifar_learner).parameters[k].default
+
+def fastai_adamw(model, lr:float=1e-3,
+                 wd:float=None, # default `cifar_learner`'s
+                )->torch.optim.AdamW:
     "`torch.optim.AdamW` with fastai `Adam`'s defaults, and no weight decay on BatchNorm and bias parameters"
+    if wd is None: wd = _learner_default('wd')
     bn = [p for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for p in m.parameters(recurse=False)]
     ids = {id(p) for p in bn} | {id(m.bias) for m in model.modules() if getattr(m, 'bias', None) is not None}
     rest = [p for p in model.parameters() if id(p) not in ids]
@@ -157,10 +169,11 @@ def bare_loop(batches:list, # `(x, y)` plain tensors on the device, used in turn
               compile:bool=False, # `torch.compile` the model (it compiles on the first step)
               model=None, # default a fresh `CustomResNet()`
               label_smoothing:float=None, # of the loss; default `cifar_learner`'s
+              warm:int=0, # untimed steps run before returning (oneDNN primitives, CUDA kernels)
              ):
     "A bare PyTorch training loop: the function it returns runs `n` steps and gives their training images/s"
     dev = batches[0][0].device
-    if label_smoothing is None: label_smoothing = inspect.signature(cifar_learner).parameters['label_smoothing'].default
+    if label_smoothing is None: label_smoothing = _learner_default('label_smoothing')
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model = (model or CustomResNet()).to(dev, memory_format=mf).train()
     opt = fastai_adamw(model)
@@ -179,6 +192,7 @@ def bare_loop(batches:list, # `(x, y)` plain tensors on the device, used in turn
         for _ in range(n): step(*next(bs))
         _sync(dev)
         return n*batches[0][0].shape[0]/(time.perf_counter()-t)
+    for _ in range(warm): step(*next(bs))
     return run
 
 def fit_images_per_s(dls, n:int, warm:int=1, precision:str='auto', path=None)->float:
@@ -237,7 +251,7 @@ def _settings(dev, quick:bool)->dict:
     if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, rounds=1,
                           bs_prec=512 if cuda else 4, n_prec=1, n_bf16_cpu=1, mm_s=0.3, compile=False)
     return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=20 if cuda else 6, rounds=3,
-                bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=2, mm_s=1.5, compile=True)
+                bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=4 if cpu_has_bf16() else 2, mm_s=1.5, compile=True)
 
 def _rand_batches(device, bs:int, k:int=2)->list:
     return [(torch.randn(bs,3,32,32, device=device), torch.randint(0,10,(bs,), device=device)) for _ in range(k)]
@@ -280,7 +294,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
     tmp = Path(tmpd.name)
     try:
         if data is None: data = make_cifar_folder(tmp/'cifar', n_per_class=60 if quick else 100)
-        res = dict(device=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'CPU ({platform.processor() or platform.machine()})',
+        res = dict(device=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'CPU ({cpu_name()})',
                    threads=torch.get_num_threads(), torch=torch.__version__, data=str(data), quick=quick,
                    loadavg_at_start=load0, settings=S, cpu_native_bf16=cpu_has_bf16())
         rows = []
@@ -295,8 +309,8 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
             fastai=lambda: batches_per_s(fastai_item_dl(train_dir, S['bs_loader'], nb+wb, device=dev, num_workers=nw), nb, warm=wb),
             torchvision=lambda: batches_per_s(torchvision_dl(train_dir, S['bs_loader'], nb+wb, num_workers=nw, pin_memory=dev.type == 'cuda'),
                                               nb, warm=wb, device=dev if dev.type == 'cuda' else None)), R)
-        proj, fa, tv = (statistics.median(T[k]) for k in ('project', 'fastai', 'torchvision'))
-        vs_fa, vs_tv = paired_ratio(T['project'], T['fastai']), paired_ratio(T['project'], T['torchvision'])
+        proj, fa, vs_fa = compare_rounds(T, 'project', 'fastai')
+        _, tv, vs_tv = compare_rounds(T, 'project', 'torchvision')
         res['loader'] = dict(bs=S['bs_loader'], workers=nw, project=proj, fastai_per_item=fa, torchvision=tv,
                              vs_fastai=vs_fa, vs_torchvision=vs_tv, timings=T)
         rows.append(_row(f"(a) loader vs fastai per-item, batches/s (bs {S['bs_loader']})", proj, fa, vs_fa, ('>=', 20),
@@ -309,14 +323,14 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         bs, n = S['bs_step'], S['n_step']
         dls = cifar10_dls(data, bs=bs, device=dev)
         ready = [(_plain(x), _plain(y)) for x,y in itertools.islice(_forever(dls.train), 4)]
-        bare_run = bare_loop(ready, precision=prec, channels_last=True); bare_run(1) # one warm-up step
+        bare_run = bare_loop(ready, precision=prec, channels_last=True, warm=1)
         T = interleaved(dict(fit=lambda: fit_images_per_s(dls, n, warm=1, path=tmp), bare=lambda: bare_run(n)), R)
-        fit, bare, ratio = statistics.median(T['fit']), statistics.median(T['bare']), paired_ratio(T['fit'], T['bare'])
+        fit, bare, ratio = compare_rounds(T, 'fit', 'bare')
         res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=ratio, timings=T,
-                              optimizer='torch.optim.AdamW(lr=1e-3, betas=(0.9,0.99), eps=1e-5, weight_decay=0.1; 0 on BatchNorm)')
+                              optimizer=f"torch.optim.AdamW(lr=1e-3, betas=(0.9,0.99), eps=1e-5, weight_decay={_learner_default('wd'):g}; 0 on BatchNorm)")
         rows.append(_row(f"(b) learn.fit vs bare PyTorch loop, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, ratio,
                          ('>=', 0.95), notes=f'{rnd} x {n} steps; bare: ready tensors, AdamW = fastai Adam'
-                         + ('; small bs: a bs-512 step takes ~12 s on a CPU' if dev.type == 'cpu' else '')))
+                         + ('; small bs keeps the CPU run short' if dev.type == 'cpu' else '')))
         # (c) precision
         res['precision'] = {}
         devs = [torch.device('cpu')] + ([dev] if dev.type == 'cuda' else [])
@@ -325,15 +339,15 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
             pb = S['bs_prec'] if not (cpu and dev.type == 'cuda') else 16
             batches = _rand_batches(d, pb)
             nfp = S['n_prec'] if not (cpu and dev.type == 'cuda') else 4
-            loops = dict(fp32=(bare_loop(batches, precision='fp32', channels_last=False), nfp),
-                         fp32_cl=(bare_loop(batches, precision='fp32', channels_last=True), nfp),
-                         bf16_cl=(bare_loop(batches, precision='bf16', channels_last=True), S['n_bf16_cpu'] if cpu else nfp))
-            for run, _ in loops.values(): run(1) # warm-up: oneDNN primitives, CUDA kernels
+            loops = dict(fp32=(bare_loop(batches, precision='fp32', channels_last=False, warm=1), nfp),
+                         fp32_cl=(bare_loop(batches, precision='fp32', channels_last=True, warm=1), nfp),
+                         bf16_cl=(bare_loop(batches, precision='bf16', channels_last=True, warm=1), S['n_bf16_cpu'] if cpu else nfp))
             T = interleaved({k: (lambda run=run, k_=k_: run(k_)) for k, (run, k_) in loops.items()}, R)
-            fp32, fp32cl, bf = (statistics.median(T[k]) for k in loops)
-            bf_x, cl_x = paired_ratio(T['bf16_cl'], T['fp32']), paired_ratio(T['fp32_cl'], T['fp32'])
+            bf, fp32, bf_x = compare_rounds(T, 'bf16_cl', 'fp32')
+            fp32cl, _, cl_x = compare_rounds(T, 'fp32_cl', 'fp32')
             res['precision'][d.type] = dict(bs=pb, fp32=fp32, fp32_cl=fp32cl, bf16_cl=bf, bf16_speedup=bf_x, cl_speedup=cl_x, timings=T)
-            note = 'bf16 emulated (no AVX512-BF16/AMX)' if cpu and not cpu_has_bf16() else ''
+            note = ('bf16 emulated (no AVX512-BF16/AMX)' if cpu and not cpu_has_bf16() else
+                    "what precision='auto' picks on this CPU" if cpu and prec == 'bf16' else '')
             rows.append(_row(f"(c) bf16 autocast + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", bf, fp32, bf_x, ('>', 1),
                              notes='; '.join(o for o in (rnd, note) if o)))
             rows.append(_row(f"(c) fp32 + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", fp32cl, fp32, cl_x,
@@ -354,13 +368,13 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         # torch.compile
         if S['compile']:
             try:
-                eager_run = bare_loop(ready, precision=prec); eager_run(1)
+                eager_run = bare_loop(ready, precision=prec, warm=1)
                 ctx, cache = _cold_compile_cache(tmp/'inductor')
                 with ctx:
                     comp_run = bare_loop(ready, precision=prec, compile=True)
                     t = time.perf_counter(); comp_run(2); compile_s = time.perf_counter() - t # compiles on the first step
                     T = interleaved(dict(compiled=lambda: comp_run(n), eager=lambda: eager_run(n)), R)
-                c, eager, ratio = statistics.median(T['compiled']), statistics.median(T['eager']), paired_ratio(T['compiled'], T['eager'])
+                c, eager, ratio = compare_rounds(T, 'compiled', 'eager')
                 res['compile'] = dict(eager=eager, compiled=c, compile_s=compile_s, cache=cache, speedup=ratio, timings=T, error=None)
                 rows.append(_row(f"torch.compile vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c, eager, ratio, ('>', 1),
                                  notes=f"{rnd} x {n} steps; compile + first 2 steps ({cache}): {compile_s:.0f} s, not in the rate"))

@@ -65,7 +65,7 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--seeds', type=_seeds, help='comma-separated seeds: one run each, plus seeds.json')
     t.add_argument('--device', default='auto', choices=['auto','cuda','cpu'])
     t.add_argument('--precision', default='auto', choices=['auto','bf16','fp16','fp32'])
-    t.add_argument('--wd', type=float, default=0.1, help='decoupled weight decay')
+    t.add_argument('--wd', type=float, default=0.5, help='decoupled weight decay')
     t.add_argument('--label-smoothing', type=_fraction, default=0.2, help='of the cross-entropy loss (0: none)')
     t.add_argument('--subset', type=_pos_int, help='first N training images of a fixed shuffle')
     t.add_argument('--out', default='runs/run', help='run folder (a numbered sibling if it holds files)')

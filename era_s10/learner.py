@@ -6,7 +6,7 @@ Docs: https://era-s10.github.io/era_s10/learner.html.md"""
 
 # %% ../nbs/02_learner.ipynb #02-learn-002
 from __future__ import annotations
-import math, random
+import math, platform, random
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import store_attr
@@ -25,9 +25,9 @@ from .model import CustomResNet
 from .data import UserError
 
 # %% auto #0
-__all__ = ['CPUAutocast', 'cpu_has_bf16', 'pick_precision', 'cifar_learner', 'TrainingDiverged', 'NaNGuard', 'rng_states',
-           'set_rng_states', 'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_find',
-           'fit_one_cycle_s10']
+__all__ = ['CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'cifar_learner', 'TrainingDiverged', 'NaNGuard',
+           'rng_states', 'set_rng_states', 'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs',
+           'plot_lr_find', 'fit_one_cycle_s10']
 
 # %% ../nbs/02_learner.ipynb #02-learn-005
 class CPUAutocast(Callback):
@@ -45,6 +45,15 @@ def cpu_has_bf16()->bool:
     try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception: return False
 
+def cpu_name()->str:
+    "The CPU's model name: from /proc/cpuinfo on Linux, else what `platform` knows"
+    try:
+        with open('/proc/cpuinfo') as f:
+            for l in f:
+                if l.startswith('model name'): return l.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
 def pick_precision(device, # the training device
                    precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32'
                   )->str:
@@ -57,7 +66,7 @@ def pick_precision(device, # the training device
 
 # %% ../nbs/02_learner.ipynb #02-learn-012
 def cifar_learner(dls, # from `cifar10_dls`
-                  wd:float=0.1, # decoupled (AdamW-style) weight decay
+                  wd:float=0.5, # decoupled (AdamW-style) weight decay
                   label_smoothing:float=0.2, # of the cross-entropy loss; 0 for plain cross-entropy
                   precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32' (see `pick_precision`)
                   channels_last:bool=True, # NHWC memory format

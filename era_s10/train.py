@@ -22,7 +22,7 @@ from .model import CustomResNet, n_params
 from PIL import UnidentifiedImageError
 from .data import UserError, cifar10_dls, cifar10_arrays, show_samples, read_image, CIFAR10_CLASSES
 from .learner import (cifar_learner, find_lrs, plot_lr_find, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
-                             load_checkpoint, TrainingDiverged)
+                             load_checkpoint, TrainingDiverged, cpu_name, cpu_has_bf16)
 
 # %% auto #0
 __all__ = ['EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'plot_learning_curves', 'plot_schedule',
@@ -134,7 +134,7 @@ def _versions()->dict:
 def _device_name(dev)->str:
     dev = torch.device(dev)
     if dev.type == 'cuda': return torch.cuda.get_device_name(dev)
-    return f'CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)'
+    return f"CPU ({cpu_name()}, {torch.get_num_threads()} threads{', native bf16' if cpu_has_bf16() else ''})"
 
 def resolve_device(device:str='auto')->torch.device:
     "'auto' gives CUDA when present, else the CPU; 'cuda' without CUDA is an error"
@@ -164,7 +164,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               epochs:int=24, bs:int=512,
               lr_min:float=None, lr_max:float=None, # both given: skip the LR finder
               seed:int=42, device:str='auto', subset:int=None,
-              wd:float=0.1, precision:str='auto', valid_pct:float=0.1,
+              wd:float=0.5, precision:str='auto', valid_pct:float=0.1,
               label_smoothing:float=0.2, # of the training loss (see `cifar_learner`)
               lr_find_its:int=100, # iterations of the LR range test
               strict:bool=False, # error on unreadable images instead of skipping them

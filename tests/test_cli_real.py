@@ -17,7 +17,7 @@ def read_csv(f):
 def test_run_summary(real_run):
     s = real_run['summary']
     st = s['settings']
-    assert (st['epochs'], st['bs'], st['seed'], st['subset'], st['wd'], st['label_smoothing']) == (3, 128, 42, 5000, 0.1, 0.2)
+    assert (st['epochs'], st['bs'], st['seed'], st['subset'], st['wd'], st['label_smoothing']) == (3, 128, 42, 5000, 0.5, 0.2)
     assert 0 < st['lr_min'] < st['lr_max'] and s['lr_source'].startswith('lr_find (100 iterations)')
     assert (s['n_train'], s['n_valid'], s['valid_split']) == (4500, 500, 'holdout')
     for k in ('valid_loss', 'valid_accuracy', 'valid_accuracy_tta', 'seconds', 'train_images_per_s'): assert s[k] > 0, k
