@@ -75,7 +75,8 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--compile', action='store_true', help='torch.compile the model (slow start; pays off on long GPU runs)')
     e = sub.add_parser('evaluate', help='loss and accuracy of a saved run')
     e.add_argument('run_dir'); e.add_argument('--data'); e.add_argument('--tta', action='store_true', help='also flip TTA')
-    e.add_argument('--device', default='auto', choices=['auto','cuda','cpu']); e.add_argument('--bs', type=_pos_int, default=512)
+    e.add_argument('--device', default='auto', choices=['auto','cuda','cpu']); e.add_argument('--bs', type=_pos_int, help="default: the run's")
+    e.add_argument('--precision', choices=['bf16','fp16','fp32'], help="default: the run's where this device runs it, else fp32")
     pr = sub.add_parser('predict', help='class and softmax probability of image files')
     pr.add_argument('run_dir'); pr.add_argument('images', nargs='+')
     b = sub.add_parser('bench', help='time the data pipeline and training steps on this machine')
@@ -128,7 +129,7 @@ def _run(a):
         elif a.cmd == 'bench': _bench(a)
         elif a.cmd == 'evaluate':
             from era_s10.train import evaluate_run
-            print(json.dumps(evaluate_run(a.run_dir, data=a.data, tta=a.tta, device=a.device, bs=a.bs), indent=1))
+            print(json.dumps(evaluate_run(a.run_dir, data=a.data, tta=a.tta, device=a.device, bs=a.bs, precision=a.precision), indent=1))
         elif a.cmd == 'predict':
             from era_s10.train import predict_files
             for f in a.images:

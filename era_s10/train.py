@@ -287,18 +287,29 @@ def load_run(run_dir)->tuple:
     except Exception as e: raise UserError(f"{rd/'model.pth'} is not a CustomResNet state_dict ({type(e).__name__}): pass a run folder written by era-s10 train") from None
     return m.eval(), summ
 
+def _eval_precision(run_prec:str, dev)->str:
+    "The run's precision where `dev` can run it, else fp32"
+    if run_prec == 'fp16' and dev.type != 'cuda': return 'fp32'
+    if run_prec == 'bf16' and dev.type == 'cuda' and not torch.cuda.is_bf16_supported(): return 'fp32'
+    return run_prec
+
 def evaluate_run(run_dir, # a run folder
                  data=None, # default: the run's own data and validation split
                  tta:bool=False, # also report flip-TTA accuracy
-                 device:str='auto', bs:int=512)->dict:
+                 device:str='auto',
+                 bs:int=None, # default: the run's
+                 precision:str=None, # default: the run's where this device runs it, else fp32
+                )->dict:
     "Loss and accuracy of a saved run on the validation (or test) split of `data`"
     model, summ = load_run(run_dir)
     st = summ.get('settings', {})
     cfg = json.loads((Path(run_dir)/'config.json').read_text()) if (Path(run_dir)/'config.json').exists() else {}
     src = data if data is not None else cfg.get('data')
-    dls = cifar10_dls(src, bs=bs, valid_pct=st.get('valid_pct', 0.1), seed=st.get('seed', 42), device=resolve_device(device),
+    dev = resolve_device(device)
+    prec = precision or _eval_precision(st.get('precision', 'fp32'), dev)
+    dls = cifar10_dls(src, bs=bs or st.get('bs', 512), valid_pct=st.get('valid_pct', 0.1), seed=st.get('seed', 42), device=dev,
                       subset=st.get('subset') if data is None else None)
-    learn = cifar_learner(dls, model=model, path=Path(run_dir), precision='fp32')
+    learn = cifar_learner(dls, model=model, path=Path(run_dir), precision=prec)
     with learn.no_bar(), learn.no_logging(): probs, targs = learn.get_preds()
     res = dict(split=dls.valid_split, n=len(targs), loss=float(F.cross_entropy(probs.clamp_min(1e-12).log(), targs)),
                accuracy=float((probs.argmax(1)==targs).float().mean()))

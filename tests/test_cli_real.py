@@ -67,13 +67,6 @@ def test_evaluate_tta(real_run, cli):
     assert res['loss'] == pytest.approx(s['valid_loss'], rel=1e-4)
 
 
-def test_tta_does_not_lower_accuracy(real_run):
-    # Flip TTA averages each image with its mirror, which the model saw in training; on this run's 500 held-out images it
-    # must not do worse than the plain predictions (the run is seeded, so this is the same comparison every time).
-    s = real_run['summary']
-    assert s['valid_accuracy_tta'] >= s['valid_accuracy'], (s['valid_accuracy_tta'], s['valid_accuracy'])
-
-
 def test_predict(real_run, real_data, cli, tmp_path):
     files = []
     if real_data.is_dir(): files = sorted((real_data).rglob('*.jpg'))[:2]
