@@ -346,12 +346,12 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
             bf, fp32, bf_x = compare_rounds(T, 'bf16_cl', 'fp32')
             fp32cl, _, cl_x = compare_rounds(T, 'fp32_cl', 'fp32')
             res['precision'][d.type] = dict(bs=pb, fp32=fp32, fp32_cl=fp32cl, bf16_cl=bf, bf16_speedup=bf_x, cl_speedup=cl_x, timings=T)
-            note = ('bf16 emulated (no AVX512-BF16/AMX)' if cpu and not cpu_has_bf16() else
-                    "what precision='auto' picks on this CPU" if cpu and prec == 'bf16' else '')
+            auto = lambda p: "what precision='auto' picks on this CPU" if cpu and prec == p else ''
+            bf_note = 'bf16 emulated (no AVX512-BF16/AMX)' if cpu and not cpu_has_bf16() else auto('bf16')
             rows.append(_row(f"(c) bf16 autocast + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", bf, fp32, bf_x, ('>', 1),
-                             notes='; '.join(o for o in (rnd, note) if o)))
+                             notes='; '.join(o for o in (rnd, bf_note) if o)))
             rows.append(_row(f"(c) fp32 + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", fp32cl, fp32, cl_x,
-                             notes='; '.join([rnd] + (["what precision='auto' picks on this CPU"] if cpu and prec == 'fp32' else []))))
+                             notes='; '.join(o for o in (rnd, auto('fp32')) if o)))
         # (d) compute use
         gf = train_gflop_per_image()
         big = dev.type == 'cuda'
