@@ -6,28 +6,30 @@ Docs: https://era-s10.github.io/era_s10/learner.html.md"""
 
 # %% ../nbs/02_learner.ipynb #02-learn-002
 from __future__ import annotations
-import math, platform, random
+import math, platform, random, time
+from functools import partial
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import store_attr
+from fastcore.xtras import is_listy
 from fastcore.foundation import L
-from fastai.learner import Learner, CancelFitException
+from fastai.learner import Learner, CancelFitException, AvgSmoothLoss
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.schedule import minimum, steep, valley, slide
-from fastai.optimizer import Adam
+from fastai.optimizer import OptimWrapper
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
 from fastai.data.external import fastai_path
-from fastai.torch_core import to_float, set_seed
+from fastai.torch_core import to_float, set_seed, norm_bias_params
 from .model import CustomResNet
 from .data import UserError
 
 # %% auto #0
-__all__ = ['CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'cifar_learner', 'TrainingDiverged', 'NaNGuard',
-           'rng_states', 'set_rng_states', 'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs',
-           'plot_lr_find', 'fit_one_cycle_s10']
+__all__ = ['CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'DeviceSmoothLoss', 'SyncFreeLoss', 'norm_bias_groups',
+           'AdamW', 'adamw', 'cifar_learner', 'TrainingDiverged', 'NaNGuard', 'rng_states', 'set_rng_states',
+           'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_find', 'fit_one_cycle_s10']
 
 # %% ../nbs/02_learner.ipynb #02-learn-005
 class CPUAutocast(Callback):
@@ -64,6 +66,69 @@ def pick_precision(device, # the training device
     if dev.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
     return 'bf16' if cpu_has_bf16() else 'fp32'
 
+# %% ../nbs/02_learner.ipynb #02-learn-sync
+class DeviceSmoothLoss(AvgSmoothLoss):
+    "fastai's smoothed training loss, kept on the loss's device (`AvgSmoothLoss` copies every batch's loss to the CPU)"
+    def accumulate(self, learn):
+        self.count += 1
+        self.val = torch.lerp(learn.loss.detach().mean().float(), self.val, self.beta)
+
+class SyncFreeLoss(Callback):
+    "Keep the `Recorder`'s smoothed loss on the device; show it at most every `every` s; move its losses to the CPU per epoch"
+    order = 55 # after `Recorder` (50) sets `learn.smooth_loss`, before `ProgressCallback` (60) formats it
+    def __init__(self, every:float=1.): self.every, self.shown, self.t = every, None, -math.inf
+    def before_fit(self):
+        rec = self.learn.recorder
+        if not isinstance(rec.smooth_loss, DeviceSmoothLoss): # keep what `Recorder` and a resumed run set
+            new = DeviceSmoothLoss(rec.smooth_loss.beta); new.count, new.val = rec.smooth_loss.count, rec.smooth_loss.val
+            rec.smooth_loss = new
+        self.t, self.done = -math.inf, len(rec.losses)
+    def after_batch(self):
+        if not self.training or hasattr(self.learn, 'lr_finder'): return # the LR finder reads every loss anyway
+        now = time.perf_counter()
+        if now - self.t >= self.every: self.shown, self.t = self.learn.smooth_loss.detach().cpu(), now # one sync per `every` s
+        if self.shown is not None: self.learn.smooth_loss = self.shown
+    def after_train(self):
+        rec = self.learn.recorder
+        new = rec.losses[self.done:]
+        if new: rec.losses[self.done:] = list(torch.stack([torch.as_tensor(o) for o in new]).float().cpu()) # one sync
+        self.done = len(rec.losses)
+        if torch.is_tensor(getattr(self.learn, 'smooth_loss', None)): self.learn.smooth_loss = self.learn.smooth_loss.detach().cpu()
+    def after_fit(self): self.after_train() # a cancelled fit (the LR finder) skips `after_train`
+
+# %% ../nbs/02_learner.ipynb #02-learn-opt
+def norm_bias_groups(model)->list:
+    "Two parameter groups: the weights that decay, then the BatchNorm (and bias) parameters, which don't"
+    nb = {id(p) for p in norm_bias_params(model)}
+    ps = [p for p in model.parameters() if p.requires_grad]
+    return [L(p for p in ps if id(p) not in nb), L(p for p in ps if id(p) in nb)]
+
+class AdamW(OptimWrapper):
+    "torch's `AdamW` in fastai's `OptimWrapper`; with several param groups, `wd` never reaches the last one"
+    def set_hyper(self, k, v):
+        # `Learner.fit` sets one `wd` for all groups; the last group of `norm_bias_groups` must keep 0, as fastai's
+        # `Adam` keeps BatchNorm weights undecayed
+        if k == 'wd' and len(self.param_lists) > 1 and not (is_listy(v) or isinstance(v, slice)):
+            v = [v]*(len(self.param_lists)-1) + [0.]
+        super().set_hyper(k, v)
+
+def adamw(params, # parameter groups (the last one gets no weight decay), or one list of parameters
+          lr:float=1e-3,
+          wd:float=0.5, # decoupled weight decay, as fastai `Adam`'s `wd`
+          betas:tuple=(0.9,0.99), eps:float=1e-5, # fastai `Adam`'s defaults
+          fused:bool=None, # one fused kernel per step; default: where torch has one (CUDA, the CPU)
+         )->AdamW:
+    "fastai `Adam`'s update as torch's fused (else multi-tensor) `AdamW`: the `opt_func` of `cifar_learner`"
+    gs = L(params)
+    gs = [list(g) for g in gs] if len(gs) and is_listy(gs[0]) else [list(gs)]
+    ps = [p for g in gs for p in g]
+    if fused is None: fused = all(p.device.type in ('cuda', 'cpu') for p in ps)
+    wds = [wd]*(len(gs)-1) + [0. if len(gs) > 1 else wd]
+    groups = [dict(params=g, weight_decay=w) for g,w in zip(gs, wds)]
+    # fused: the whole update in one kernel; else foreach: a few kernels over all tensors at once
+    return AdamW(groups, partial(torch.optim.AdamW, fused=True) if fused else partial(torch.optim.AdamW, foreach=True),
+                 convert_groups=False, lr=lr, betas=tuple(betas), eps=eps)
+
 # %% ../nbs/02_learner.ipynb #02-learn-012
 def cifar_learner(dls, # from `cifar10_dls`
                   wd:float=0.5, # decoupled (AdamW-style) weight decay
@@ -74,6 +139,7 @@ def cifar_learner(dls, # from `cifar10_dls`
                   cbs=None, # extra callbacks
                   model=None, # default `CustomResNet(len(dls.vocab))`
                   compile:bool=False, # `torch.compile` the model
+                  opt_func=None, # default `adamw` with `wd`
                  )->Learner:
     "A fastai `Learner` for the ERA Session 10 experiment"
     if not 0 <= label_smoothing < 1: raise UserError(f"label smoothing must be in [0, 1), got {label_smoothing:g}: pass for example 0.2, or 0 for none")
@@ -83,8 +149,9 @@ def cifar_learner(dls, # from `cifar10_dls`
     # keys (checkpoints, model.pth) are the same as without it.
     if compile: model.compile()
     path = Path(path) if path is not None else Path(fastai_path('model')).parent
-    learn = Learner(dls, model, opt_func=Adam, loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
-                    path=path, model_dir='models', cbs=cbs)
+    learn = Learner(dls, model, opt_func=opt_func or partial(adamw, wd=wd), splitter=norm_bias_groups,
+                    loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
+                    path=path, model_dir='models', cbs=L(SyncFreeLoss()) + L(cbs))
     prec = pick_precision(dls.device, precision)
     if channels_last: learn.add_cb(ChannelsLast())
     if torch.device(dls.device).type == 'cuda':
@@ -99,12 +166,24 @@ class TrainingDiverged(UserError):
     "The loss became NaN or inf"
 
 class NaNGuard(Callback):
-    "Stop at the first non-finite training loss, naming the epoch, iteration and LR"
+    "Stop at the first non-finite training loss, naming the epoch, iteration and LR; looks every `every` batches"
     order = 60
+    def __init__(self, every:int=50): self.every = every
+    def before_train(self): self.buf, self.lrs = None, []
     def after_loss(self):
-        if self.training and not torch.isfinite(self.loss).all():
-            lr = self.opt.hypers[-1]['lr']
-            raise TrainingDiverged(f"loss became {self.loss.item()} at epoch {self.epoch+1}/{self.n_epoch}, iteration {self.iter+1}/{self.n_iter} (LR {lr:.3g}): lower --lr-max")
+        if not self.training: return
+        if self.buf is None: self.buf = torch.zeros(self.n_iter, device=self.loss.device)
+        self.buf[self.iter] = self.loss.detach().float().mean() # stays on the device: no sync
+        self.lrs.append(self.opt.hypers[-1]['lr'])
+        if (self.iter+1) % self.every == 0: self.check()
+    def after_train(self): self.check() # before `EpochCheckpoint` saves the epoch
+    def check(self):
+        "Raise `TrainingDiverged` if a loss of this epoch so far is not finite (one sync)"
+        if self.buf is None: return
+        bad = (~torch.isfinite(self.buf[:len(self.lrs)])).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise TrainingDiverged(f"loss became {float(self.buf[i])} at epoch {self.epoch+1}/{self.n_epoch}, iteration {i+1}/{self.n_iter} (LR {self.lrs[i]:.3g}): lower --lr-max")
 
 # %% ../nbs/02_learner.ipynb #02-learn-022
 def rng_states(learn:Learner)->dict:
@@ -159,12 +238,28 @@ class _RestoreSmoothLoss(Callback):
         sl.count, sl.val = self.count, torch.tensor(self.val)
         self.learn.remove_cb(self)
 
+def _opt_tensors(opt):
+    "`(param, state dict)` pairs of a fastai `Optimizer` or an `OptimWrapper`"
+    st = opt.opt.state if isinstance(opt, OptimWrapper) else opt.state
+    return [(p, st[p]) for p in opt.all_params().itemgot(0) if p in st]
+
 def load_checkpoint(learn:Learner, f)->dict:
     "Load a checkpoint from `EpochCheckpoint` into `learn` (weights only, never unpickling objects); returns it"
     state = torch.load(f, map_location=learn.dls.device, weights_only=True)
+    # the parameters' device and memory format of training (`TrainEvalCallback`, `ChannelsLast`) before the optimizer
+    # state is matched to them
+    learn.model.to(learn.dls.device)
+    if any(isinstance(cb, ChannelsLast) for cb in learn.cbs): learn.model.to(memory_format=torch.channels_last)
     learn.model.load_state_dict(state['model'])
     if learn.opt is None: learn.create_opt()
-    learn.opt.load_state_dict(dict(state=state['opt']['state'], hypers=L(state['opt']['hypers'])))
+    o, torch_opt = state['opt'], isinstance(learn.opt, OptimWrapper)
+    if torch_opt != ('param_groups' in o):
+        raise UserError(f"{f} holds the optimizer state of {'fastai Adam' if torch_opt else 'a torch optimizer'} from another "
+                        "era_s10 version: resume it with the version that wrote it, or start the run again")
+    learn.opt.load_state_dict(o if torch_opt else dict(state=o['state'], hypers=L(o['hypers'])))
+    for p, st in _opt_tensors(learn.opt): # each state tensor in its parameter's dtype, device and strides
+        for k, v in st.items():
+            if torch.is_tensor(v) and v.shape == p.shape: st[k] = torch.empty_like(p).copy_(v)
     set_rng_states(learn, state['rng'])
     if 'smooth_loss' in state: learn.add_cb(_RestoreSmoothLoss(int(state['smooth_loss']['count']), state['smooth_loss']['val']))
     return state

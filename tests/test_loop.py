@@ -1,0 +1,97 @@
+"""The training loop (issue: `learn.fit` at the bare loop's speed): aten ops per training step against a bare PyTorch
+loop, plain tensors into the model, and, on CUDA only, no host sync inside a training batch."""
+import collections, math
+from pathlib import Path
+import pytest, torch, torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from fastai.callback.core import Callback
+from fastai.optimizer import Adam
+from era_s10.data import make_cifar_folder, cifar10_dls
+from era_s10.learner import cifar_learner, NaNGuard, adamw, norm_bias_groups
+from era_s10.model import CustomResNet
+from era_s10.train import EpochTimer, ScheduleLog
+
+
+class CountOps(TorchDispatchMode):
+    "Count the aten ops dispatched while active"
+    def __init__(self): super().__init__(); self.n, self.ops = 0, collections.Counter()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1; self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+class OpsPerStep(Callback):
+    "Count aten ops from the batch's arrival at the model (after every `before_batch`) to the end of the optimizer step"
+    order = 1000
+    def before_fit(self): self.counts, self.mode = [], None
+    def before_batch(self):
+        if self.training: self.mode = CountOps(); self.mode.__enter__()
+    def after_step(self):
+        self.mode.__exit__(None, None, None); self.counts.append(self.mode.n); self.mode = None
+
+
+@pytest.fixture(scope='module')
+def dls(tmp_path_factory):
+    return cifar10_dls(make_cifar_folder(tmp_path_factory.mktemp('loop')/'c', n_per_class=10), bs=16, device='cpu')
+
+
+def fit_ops(dls, tmp, **kw):
+    "Median aten ops per training step of `learn.fit`, with the callbacks `train_run` adds"
+    learn = cifar_learner(dls, path=tmp, precision='fp32', cbs=[EpochTimer(), NaNGuard(), ScheduleLog(tmp/'schedule.csv')], **kw)
+    oc = OpsPerStep()
+    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3, cbs=oc)
+    return sorted(oc.counts[1:])[len(oc.counts[1:])//2] # the first step also creates the optimizer state
+
+
+def bare_ops(dls):
+    "Aten ops per step of a bare loop: the same model, loss and optimizer, from the model call to the end of the step"
+    model = CustomResNet().to(memory_format=torch.channels_last).train()
+    opt = adamw(norm_bias_groups(model))
+    x, y = (t.as_subclass(torch.Tensor) for t in dls.one_batch())
+    counts = []
+    for _ in range(3):
+        opt.zero_grad()
+        with CountOps() as m:
+            F.cross_entropy(model(x), y, label_smoothing=0.2).backward(); opt.step()
+        counts.append(m.n)
+    return counts[-1]
+
+
+def test_ops_per_step(dls, tmp_path):
+    fit, bare = fit_ops(dls, tmp_path), bare_ops(dls)
+    print(f'aten ops per training step: learn.fit {fit}, bare loop {bare}, ratio {fit/bare:.3f}')
+    assert fit <= 1.25*bare, (fit, bare)
+    # the check can fail: fastai's own `Adam` (a Python loop of small ops per parameter) is far over the bound
+    assert fit_ops(dls, tmp_path, opt_func=Adam) > 1.25*bare
+
+
+def test_model_gets_plain_tensors(dls, tmp_path):
+    learn = cifar_learner(dls, path=tmp_path, precision='fp32')
+    seen = []
+    learn.model.register_forward_pre_hook(lambda m, args: seen.append(type(args[0])))
+    with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+    assert seen and all(t is torch.Tensor for t in seen), set(seen)
+
+
+class SyncIsError(Callback):
+    "Any host sync is an error from the start of a training batch (first `before_batch`)..."
+    order = -1000
+    def before_batch(self):
+        if self.training: torch.cuda.set_sync_debug_mode('error')
+
+
+class SyncAllowed(Callback):
+    "...to its end (last `after_batch`), so every callback's batch work runs under 'error'"
+    order = 1000
+    def after_batch(self): torch.cuda.set_sync_debug_mode('default')
+    def after_cancel_batch(self): torch.cuda.set_sync_debug_mode('default')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: checks that no training batch waits for the GPU')
+def test_no_sync_in_cuda_batch(tmp_path):
+    d = cifar10_dls(make_cifar_folder(tmp_path/'c', n_per_class=60), bs=64, device='cuda')
+    learn = cifar_learner(d, path=tmp_path, cbs=[EpochTimer(), NaNGuard(every=10**9), ScheduleLog(tmp_path/'s.csv')])
+    learn.sync_free_loss.every = math.inf # the progress bar's once-a-second read is allowed; take it out here
+    try:
+        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-3, cbs=[SyncIsError(), SyncAllowed()])
+    finally: torch.cuda.set_sync_debug_mode('default')
