@@ -21,12 +21,12 @@ from fastai.vision.augment import CropPad, RandomCrop, FlipItem
 from fastai.vision.all import cifar_stats
 from .model import CustomResNet
 from .data import UserError, cifar10_dls, cifar10_arrays, cifar_root, make_cifar_folder, CIFAR10_CLASSES
-from .learner import cifar_learner, pick_precision, cpu_has_bf16, cpu_name
+from .learner import cifar_learner, pick_precision, cpu_has_bf16, cpu_name, adamw, norm_bias_groups
 
 # %% auto #0
 __all__ = ['n_workers', 'interleaved', 'paired_ratio', 'compare_rounds', 'image_folder', 'fastai_item_dl', 'torchvision_dl',
-           'batches_per_s', 'FitTimer', 'fastai_adamw', 'bare_loop', 'fit_images_per_s', 'train_gflop_per_image',
-           'matmul_gflops', 'bench_table', 'run_bench']
+           'batches_per_s', 'FitTimer', 'fastai_adamw', 'tiny_model', 'bare_loop', 'fit_images_per_s',
+           'train_gflop_per_image', 'matmul_gflops', 'bench_table', 'run_bench']
 
 # %% ../nbs/05_bench.ipynb #05-bench-005
 def _sync(device):
@@ -153,51 +153,60 @@ def _learner_default(k:str): return inspect.signature(cifar_learner).parameters[
 def fastai_adamw(model, lr:float=1e-3,
                  wd:float=None, # default `cifar_learner`'s
                 )->torch.optim.AdamW:
-    "`torch.optim.AdamW` with fastai `Adam`'s defaults, and no weight decay on BatchNorm and bias parameters"
+    "The `torch.optim.AdamW` that `cifar_learner` trains with (`adamw`): fastai `Adam`'s settings, no decay on BatchNorm"
     if wd is None: wd = _learner_default('wd')
-    bn = [p for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for p in m.parameters(recurse=False)]
-    ids = {id(p) for p in bn} | {id(m.bias) for m in model.modules() if getattr(m, 'bias', None) is not None}
-    rest = [p for p in model.parameters() if id(p) not in ids]
-    nowd = [p for p in model.parameters() if id(p) in ids]
-    return torch.optim.AdamW([dict(params=rest, weight_decay=wd), dict(params=nowd, weight_decay=0.)],
-                             lr=lr, betas=(0.9, 0.99), eps=1e-5)
+    return adamw(norm_bias_groups(model), lr=lr, wd=wd).opt
+
+def tiny_model(n_out:int=10):
+    "A conv, a BatchNorm and a linear layer: a training step that costs almost nothing, to time a loop's own cost"
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                               torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, n_out, bias=False))
 
 # %% ../nbs/05_bench.ipynb #05-bench-023
-def bare_loop(batches:list, # `(x, y)` plain tensors on the device, used in turn
+def bare_loop(batches:list=None, # `(x, y)` plain tensors on the device, used in turn
               precision:str='fp32', # 'fp32', 'bf16' or 'fp16' (autocast; fp16 with a `GradScaler`)
               channels_last:bool=True,
-              compile:bool=False, # `torch.compile` the model (it compiles on the first step)
+              compile:bool|str=False, # `torch.compile` the model (on the first step); a string is the compile mode
               model=None, # default a fresh `CustomResNet()`
               label_smoothing:float=None, # of the loss; default `cifar_learner`'s
               warm:int=0, # untimed steps run before returning (oneDNN primitives, CUDA kernels)
+              loader=None, # instead of `batches`: a fastai `DataLoader` (e.g. `dls.train`), augmentation included
              ):
     "A bare PyTorch training loop: the function it returns runs `n` steps and gives their training images/s"
-    dev = batches[0][0].device
+    dev = batches[0][0].device if loader is None else torch.device(loader.device)
     if label_smoothing is None: label_smoothing = _learner_default('label_smoothing')
     mf = torch.channels_last if channels_last else torch.contiguous_format
     model = (model or CustomResNet()).to(dev, memory_format=mf).train()
     opt = fastai_adamw(model)
     scaler = torch.amp.GradScaler(dev.type) if precision == 'fp16' else None
-    fwd = torch.compile(model) if compile else model
-    batches = [(x.to(memory_format=mf), y) for x,y in batches] # converted once, outside the timed steps
-    bs = itertools.cycle(batches)
+    mode = compile if isinstance(compile, str) else None
+    fwd = torch.compile(model, mode=mode) if compile else model
+    if loader is None:
+        batches = [(x.to(memory_format=mf), y) for x,y in batches] # converted once, outside the timed steps
+        bs = itertools.cycle(batches)
+    else: bs = ((_plain(x), _plain(y)) for x,y in _forever(loader)) # as `learn.fit` gets them: `CastToTensor`
     def step(x, y):
+        if mode == 'reduce-overhead': torch.compiler.cudagraph_mark_step_begin() # a new step: graph outputs may be reused
         with _autocast(dev, precision): out = fwd(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         if scaler is None: loss.backward(); opt.step()
         else: scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
+        return x.shape[0]
     def run(n:int)->float:
         _sync(dev); t = time.perf_counter()
-        for _ in range(n): step(*next(bs))
+        imgs = sum(step(*next(bs)) for _ in range(n))
         _sync(dev)
-        return n*batches[0][0].shape[0]/(time.perf_counter()-t)
+        return imgs/(time.perf_counter()-t)
     for _ in range(warm): step(*next(bs))
     return run
 
-def fit_images_per_s(dls, n:int, warm:int=1, precision:str='auto', path=None)->float:
+def fit_images_per_s(dls, n:int, warm:int=1, precision:str='auto', path=None,
+                     model=None, # default `CustomResNet`
+                     compile:bool|str=False, # as `cifar_learner` takes it
+                    )->float:
     "Training images/s of `learn.fit` on `dls` (data pipeline, callbacks and optimizer included)"
-    learn = cifar_learner(dls, precision=precision, path=path)
+    learn = cifar_learner(dls, precision=precision, path=path, model=model, compile=compile)
     timer = FitTimer(warm, n)
     with learn.no_bar(), learn.no_logging():
         learn.fit(math.ceil((warm+n)/len(dls.train)) + 1, lr=1e-3, cbs=timer)
@@ -234,7 +243,7 @@ def _row(measurement, project, baseline, ratio, target=None, # `(op, value)`, e.
          unit='', ratio_unit='x', notes='')->dict:
     met = None if target is None or ratio is None else bool(ratio >= target[1] if target[0] == '>=' else ratio > target[1])
     tgt = '—' if target is None else f'{target[0]} {100*target[1]:.3g}%' if ratio_unit == '%' else f'{target[0]} {target[1]:.3g}x'
-    r_txt = None if ratio is None else (f'{100*ratio:.3g}%' if ratio_unit == '%' else f'{ratio:.3g}x')
+    r_txt = None if ratio is None else f'{100*ratio:.3g}%' if ratio_unit == '%' else f'{ratio:.3g}{ratio_unit}'
     return dict(measurement=measurement, project=project, baseline=baseline, ratio=ratio, target=tgt, met=met,
                 text=[measurement, _fmt(project, unit), _fmt(baseline, unit), r_txt or '—', tgt,
                       {True:'yes', False:'no', None:'—'}[met], notes])
@@ -248,9 +257,9 @@ def bench_table(rows:list)->str:
 # %% ../nbs/05_bench.ipynb #05-bench-034
 def _settings(dev, quick:bool)->dict:
     cuda = dev.type == 'cuda'
-    if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, rounds=1,
+    if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, n_tiny=5, rounds=1,
                           bs_prec=512 if cuda else 4, n_prec=1, n_bf16_cpu=1, mm_s=0.3, compile=False)
-    return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=20 if cuda else 6, rounds=3,
+    return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=20 if cuda else 6, n_tiny=40, rounds=3,
                 bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=4 if cpu_has_bf16() else 2, mm_s=1.5, compile=True)
 
 def _rand_batches(device, bs:int, k:int=2)->list:
@@ -318,19 +327,34 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         rows.append(_row(f"(a) loader vs torchvision, batches/s (bs {S['bs_loader']})", proj, tv, vs_tv,
                          notes=f'{rnd}; torchvision ImageFolder + transforms, {nw} workers'))
         del dls
-        # (b) learn.fit vs the bare loop
+        # (b) learn.fit vs the bare loop, fed by the same loader and over ready batches; then the loop's fixed cost
         prec = pick_precision(dev)
         bs, n = S['bs_step'], S['n_step']
         dls = cifar10_dls(data, bs=bs, device=dev)
         ready = [(_plain(x), _plain(y)) for x,y in itertools.islice(_forever(dls.train), 4)]
-        bare_run = bare_loop(ready, precision=prec, channels_last=True, warm=1)
-        T = interleaved(dict(fit=lambda: fit_images_per_s(dls, n, warm=1, path=tmp), bare=lambda: bare_run(n)), R)
-        fit, bare, ratio = compare_rounds(T, 'fit', 'bare')
-        res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=ratio, timings=T,
-                              optimizer=f"torch.optim.AdamW(lr=1e-3, betas=(0.9,0.99), eps=1e-5, weight_decay={_learner_default('wd'):g}; 0 on BatchNorm)")
-        rows.append(_row(f"(b) learn.fit vs bare PyTorch loop, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, ratio,
-                         ('>=', 0.95), notes=f'{rnd} x {n} steps; bare: ready tensors, AdamW = fastai Adam'
-                         + ('; small bs keeps the CPU run short' if dev.type == 'cpu' else '')))
+        bare_dl = bare_loop(loader=dls.train, precision=prec, channels_last=True, warm=1)
+        bare_ready = bare_loop(ready, precision=prec, channels_last=True, warm=1)
+        T = interleaved(dict(fit=lambda: fit_images_per_s(dls, n, warm=1, path=tmp), bare_dl=lambda: bare_dl(n),
+                             bare_ready=lambda: bare_ready(n)), R)
+        fit, bare, ratio = compare_rounds(T, 'fit', 'bare_dl')
+        _, ready_r, ratio_ready = compare_rounds(T, 'fit', 'bare_ready')
+        opt_txt = f"torch.optim.AdamW(fused, betas=(0.9,0.99), eps=1e-5, weight_decay={_learner_default('wd'):g}; 0 on BatchNorm), as cifar_learner"
+        res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=ratio,
+                              bare_ready=ready_r, ratio_ready=ratio_ready, timings=T, optimizer=opt_txt)
+        small = '; small bs keeps the CPU run short' if dev.type == 'cpu' else ''
+        rows.append(_row(f"(b) learn.fit vs bare loop on the same loader, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, ratio,
+                         ('>=', 0.9), notes=f'{rnd} x {n} steps; same model, loss, AdamW and augmentation' + small))
+        rows.append(_row(f"(b) learn.fit vs bare loop over ready batches, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, ready_r,
+                         ratio_ready, notes=f'{rnd} x {n} steps; bare: plain tensors prepared beforehand, no loader'))
+        nt = S['n_tiny']
+        tiny_dl = bare_loop(loader=dls.train, model=tiny_model(), precision=prec, warm=2)
+        T = interleaved(dict(fit=lambda: fit_images_per_s(dls, nt, warm=2, path=tmp, model=tiny_model()), bare=lambda: tiny_dl(nt)), R)
+        fit_t, bare_t, _ = compare_rounds(T, 'fit', 'bare')
+        ms = lambda r: 1000*bs/r # ms per batch from img/s
+        per = statistics.median(ms(a) - ms(b) for a, b in zip(T['fit'], T['bare']))
+        res['fixed_cost'] = dict(bs=bs, steps=nt, fit_ms=ms(fit_t), bare_ms=ms(bare_t), ms_per_batch=per, timings=T)
+        rows.append(_row(f"(b) fastai loop's fixed cost per batch, ms (tiny model, bs {bs})", ms(fit_t), ms(bare_t), per,
+                         unit=' ms', ratio_unit=' ms', notes=f'{rnd} x {nt} steps; learn.fit minus bare loop, same loader: the framework alone'))
         # (c) precision
         res['precision'] = {}
         devs = [torch.device('cpu')] + ([dev] if dev.type == 'cuda' else [])
@@ -365,22 +389,24 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                          unit='', ratio_unit='%', notes=f'{gf:.3g} GFLOP/img; peak: best large fp32 torch.matmul'))
         rows.append(_row(f"{step} vs bf16 matmul peak", ach, pbf, ach/pbf, ('>=', 0.6) if prec == 'bf16' else None,
                          unit='', ratio_unit='%', notes='bf16 matmul is emulated on this CPU' if dev.type == 'cpu' and not cpu_has_bf16() else ''))
-        # torch.compile
+        # torch.compile: on CUDA each mode, on the CPU the default one
         if S['compile']:
-            try:
-                eager_run = bare_loop(ready, precision=prec, warm=1)
-                ctx, cache = _cold_compile_cache(tmp/'inductor')
-                with ctx:
-                    comp_run = bare_loop(ready, precision=prec, compile=True)
-                    t = time.perf_counter(); comp_run(2); compile_s = time.perf_counter() - t # compiles on the first step
-                    T = interleaved(dict(compiled=lambda: comp_run(n), eager=lambda: eager_run(n)), R)
-                c, eager, ratio = compare_rounds(T, 'compiled', 'eager')
-                res['compile'] = dict(eager=eager, compiled=c, compile_s=compile_s, cache=cache, speedup=ratio, timings=T, error=None)
-                rows.append(_row(f"torch.compile vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c, eager, ratio, ('>', 1),
-                                 notes=f"{rnd} x {n} steps; compile + first 2 steps ({cache}): {compile_s:.0f} s, not in the rate"))
-            except Exception as e:
-                res['compile'] = dict(error=_err(e))
-                rows.append(_row('torch.compile vs eager', None, None, None, notes=f'compile failed: {_err(e)}'))
+            res['compile'] = {}
+            eager_run = bare_loop(ready, precision=prec, warm=1)
+            for mode in (['default', 'max-autotune-no-cudagraphs', 'reduce-overhead'] if dev.type == 'cuda' else ['default']):
+                try:
+                    ctx, cache = _cold_compile_cache(tmp/f'inductor-{mode}')
+                    with ctx:
+                        comp_run = bare_loop(ready, precision=prec, compile=True if mode == 'default' else mode)
+                        t = time.perf_counter(); comp_run(2); compile_s = time.perf_counter() - t # compiles on the first step
+                        T = interleaved(dict(compiled=lambda: comp_run(n), eager=lambda: eager_run(n)), R)
+                    c, eager, ratio = compare_rounds(T, 'compiled', 'eager')
+                    res['compile'][mode] = dict(eager=eager, compiled=c, compile_s=compile_s, cache=cache, speedup=ratio, timings=T, error=None)
+                    rows.append(_row(f"torch.compile ({mode}) vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c, eager, ratio, ('>', 1),
+                                     notes=f"{rnd} x {n} steps, bare loop; compile + first 2 steps ({cache}): {compile_s:.0f} s, not in the rate"))
+                except Exception as e:
+                    res['compile'][mode] = dict(error=_err(e))
+                    rows.append(_row(f'torch.compile ({mode}) vs eager', None, None, None, notes=f'compile failed: {_err(e)}'))
         else:
             res['compile'] = dict(error='skipped (quick run)')
             rows.append(_row('torch.compile vs eager', None, None, None, notes='skipped in a quick run'))

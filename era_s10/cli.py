@@ -1,4 +1,4 @@
-"""`era-s10 train | evaluate | predict | bench`: the experiment from a shell, with one-line errors for bad input.
+"""`era-s10 train | evaluate | predict | report | bench`: the experiment from a shell, with one-line errors for bad input.
 
 Docs: https://era-s10.github.io/era_s10/cli.html.md"""
 
@@ -79,6 +79,9 @@ def make_parser()->argparse.ArgumentParser:
     e.add_argument('--precision', choices=['bf16','fp16','fp32'], help="default: the run's where this device runs it, else fp32")
     pr = sub.add_parser('predict', help='class and softmax probability of image files')
     pr.add_argument('run_dir'); pr.add_argument('images', nargs='+')
+    rp = sub.add_parser('report', help="rewrite a finished run's summary.json and plots from its folder")
+    rp.add_argument('run_dir'); rp.add_argument('--device', default='auto', choices=['auto','cuda','cpu'])
+    rp.add_argument('--no-plots', action='store_true')
     b = sub.add_parser('bench', help='time the data pipeline and training steps on this machine')
     b.add_argument('--data', help='CIFAR-10 folder or archive (default: fastai download)')
     b.add_argument('--out', help='write the results to this JSON file')
@@ -124,9 +127,15 @@ def main(argv=None):
         _run(a)
 
 def _run(a):
+    from era_s10.train import RunComplete # light: era_s10.train is imported by every command that trains or reads a run
     try:
         if a.cmd == 'train': _train(a)
         elif a.cmd == 'bench': _bench(a)
+        elif a.cmd == 'report':
+            from era_s10.train import report
+            s = report(a.run_dir, device=a.device, plots=not a.no_plots)
+            print(json.dumps({k: s[k] for k in ('valid_loss','valid_accuracy','valid_accuracy_tta','epochs_seconds','train_images_per_s') if k in s}, indent=1))
+            print(f"summary.json{'' if a.no_plots else ' and plots'} written to {s['run_dir']}")
         elif a.cmd == 'evaluate':
             from era_s10.train import evaluate_run
             print(json.dumps(evaluate_run(a.run_dir, data=a.data, tta=a.tta, device=a.device, bs=a.bs, precision=a.precision), indent=1))
@@ -135,15 +144,18 @@ def _run(a):
             for f in a.images:
                 if not Path(f).is_file(): raise UserError(f"image {f} does not exist: pass paths of 32x32 image files")
             for f, c, p in predict_files(a.run_dir, a.images): print(f'{f}\t{c}\t{p:.4f}')
+    except RunComplete as e:
+        print(f"era-s10: {' '.join(str(e).split())}") # nothing to do is not an error
     except UserError as e:
         sys.stderr.write(f"era-s10: error: {' '.join(str(e).split())}\n"); sys.exit(2) # always one line
-    except KeyboardInterrupt as e:
+    except KeyboardInterrupt as e: # Ctrl-C or SIGTERM (`Interrupted`), or a plain KeyboardInterrupt
         rd = getattr(e, 'run_dir', None)
         if rd is not None and (Path(rd)/'checkpoint.pth').exists():
             msg = f"interrupted; the last finished epoch is saved: continue with era-s10 train --resume {rd}"
         elif rd is not None: msg = f"interrupted before the first epoch finished, so {rd} holds no checkpoint: start the run again"
         else: msg = "interrupted"
-        sys.stderr.write(f"era-s10: {msg}\n"); sys.exit(130)
+        sys.stderr.write(f"era-s10: {msg}\n"); sys.exit(128 + getattr(e, 'signum', 2)) # the shell's status for a signal
+
 
 # %% ../nbs/04_cli.ipynb #04-cli-009
 if __name__ == '__main__': main() # `python -m era_s10.cli`

@@ -29,7 +29,8 @@ from .data import UserError
 # %% auto #0
 __all__ = ['CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'DeviceSmoothLoss', 'SyncFreeLoss', 'norm_bias_groups',
            'AdamW', 'adamw', 'cifar_learner', 'TrainingDiverged', 'NaNGuard', 'rng_states', 'set_rng_states',
-           'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_find', 'fit_one_cycle_s10']
+           'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_curve', 'plot_lr_find',
+           'fit_one_cycle_s10']
 
 # %% ../nbs/02_learner.ipynb #02-learn-005
 class CPUAutocast(Callback):
@@ -138,7 +139,7 @@ def cifar_learner(dls, # from `cifar10_dls`
                   path=None, # folder for checkpoints; default fastai's model folder
                   cbs=None, # extra callbacks
                   model=None, # default `CustomResNet(len(dls.vocab))`
-                  compile:bool=False, # `torch.compile` the model
+                  compile:bool|str=False, # `torch.compile` the model; a string names the mode, e.g. 'max-autotune-no-cudagraphs'
                   opt_func=None, # default `adamw` with `wd`
                  )->Learner:
     "A fastai `Learner` for the ERA Session 10 experiment"
@@ -147,7 +148,7 @@ def cifar_learner(dls, # from `cifar10_dls`
     # Optional, off by default: compiling costs tens of seconds to minutes before the first batch, needs a C++ compiler
     # for the CPU backend, and pays back only on long GPU runs. `Module.compile` works in place, so the `state_dict`
     # keys (checkpoints, model.pth) are the same as without it.
-    if compile: model.compile()
+    if compile: model.compile(mode=compile if isinstance(compile, str) else None)
     path = Path(path) if path is not None else Path(fastai_path('model')).parent
     learn = Learner(dls, model, opt_func=opt_func or partial(adamw, wd=wd), splitter=norm_bias_groups,
                     loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
@@ -290,16 +291,25 @@ def find_lrs(learn:Learner, # a Learner from `cifar_learner`
     return lr_min, lr_max
 
 # %% ../nbs/02_learner.ipynb #02-learn-032
-def plot_lr_find(learn:Learner, # a Learner after `find_lrs`
-                 lr_min:float, lr_max:float):
-    "fastai's loss-vs-LR plot with LRMIN and LRMAX marked; returns the figure"
+def plot_lr_curve(lrs, losses, # the range test's LRs and smoothed losses
+                  lr_min:float, lr_max:float,
+                  skip_end:int=5, # as fastai's `plot_lr_find`: the last few losses explode
+                 ):
+    "Loss against LR, log scale, with LRMIN and LRMAX marked; returns the figure"
     import matplotlib.pyplot as plt
-    learn.recorder.plot_lr_find(suggestions=None)
-    fig = plt.gcf(); ax = fig.axes[0]
+    fig, ax = plt.subplots(1, 1)
+    n = len(lrs) - skip_end if len(lrs) > skip_end else len(lrs)
+    ax.plot([float(o) for o in lrs[:n]], [float(o) for o in losses[:n]])
+    ax.set_ylabel('Loss'); ax.set_xlabel('Learning Rate'); ax.set_xscale('log')
     for lr, nm, c in ((lr_min, 'LRMIN', 'tab:green'), (lr_max, 'LRMAX', 'tab:red')):
         ax.axvline(lr, ls='--', c=c, label=f'{nm} = {lr:.2e}')
     ax.legend(); ax.set_title('LR range test')
     return fig
+
+def plot_lr_find(learn:Learner, # a Learner after `find_lrs`
+                 lr_min:float, lr_max:float):
+    "fastai's loss-vs-LR plot of `learn.recorder` with LRMIN and LRMAX marked; returns the figure"
+    return plot_lr_curve(learn.recorder.lrs, learn.recorder.losses, lr_min, lr_max)
 
 # %% ../nbs/02_learner.ipynb #02-learn-036
 def fit_one_cycle_s10(learn:Learner, # a Learner from `cifar_learner`

@@ -6,7 +6,7 @@ Docs: https://era-s10.github.io/era_s10/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #03-train-002
 from __future__ import annotations
-import json, os, platform, random, sys, time, warnings
+import json, os, platform, random, signal, sys, threading, time, warnings
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 import matplotlib
@@ -20,27 +20,29 @@ from fastai.vision.all import cifar_stats
 import fastai
 from .model import CustomResNet, n_params
 from PIL import UnidentifiedImageError
-from .data import UserError, cifar10_dls, cifar10_arrays, show_samples, read_image, CIFAR10_CLASSES
-from .learner import (cifar_learner, find_lrs, plot_lr_find, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
+from .data import UserError, cifar10_dls, show_samples, read_image, CIFAR10_CLASSES
+from .learner import (cifar_learner, find_lrs, plot_lr_curve, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
                              load_checkpoint, TrainingDiverged, cpu_name, cpu_has_bf16)
 
 # %% auto #0
-__all__ = ['EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'plot_learning_curves', 'plot_schedule',
-           'resolve_device', 'per_class_accuracy', 'train_run', 'load_run', 'evaluate_run', 'predict_files',
-           'train_seeds']
+__all__ = ['EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'RunFolder', 'plot_learning_curves',
+           'plot_schedule', 'resolve_device', 'per_class_accuracy', 'Interrupted', 'StopOnSignal', 'RunComplete',
+           'setup_run', 'lr_range_test', 'fit_run', 'report_run', 'report', 'train_run', 'load_run', 'evaluate_run',
+           'predict_files', 'train_seeds']
 
 # %% ../nbs/03_train.ipynb #03-train-005
 class EpochTimer(Callback):
-    "Seconds per epoch (as a metric) and training images per second"
+    "Seconds per epoch and training seconds per epoch (as metrics), and training images per second of this process"
     order = 5
-    def before_fit(self): self.train_s, self.train_n, self.seconds = 0., 0, 0.
+    def before_fit(self): self.train_s, self.train_n, self.seconds, self.epoch_train_s = 0., 0, 0., 0.
     def before_epoch(self): self.t0 = time.perf_counter()
     def before_train(self): self.tt = time.perf_counter()
     def after_batch(self):
         if self.training: self.train_n += self.xb[0].shape[0]
     def after_train(self):
         if self.dls.device.type == 'cuda': torch.cuda.synchronize() # once per epoch, not per batch
-        self.train_s += time.perf_counter() - self.tt
+        self.epoch_train_s = time.perf_counter() - self.tt
+        self.train_s += self.epoch_train_s
     def after_validate(self): self.seconds = time.perf_counter() - self.t0
     @property
     def images_per_s(self): return self.train_n / max(self.train_s, 1e-9)
@@ -92,6 +94,41 @@ def new_run_dir(out)->Path:
         i += 1; cand = out.with_name(f'{out.name}-{i}')
     cand.mkdir(parents=True, exist_ok=True)
     return cand
+
+# %% ../nbs/03_train.ipynb #03-train-rf
+class RunFolder:
+    "The files of one run folder, by name: `rf.config`, `rf.checkpoint`, `rf.metrics`, ... are their paths"
+    files = dict(config='config.json', checkpoint='checkpoint.pth', metrics='metrics.csv', schedule='schedule.csv',
+                 lr_find='lr_find.csv', model='model.pth', summary='summary.json')
+    def __init__(self, path): self.path = Path(path).resolve() # absolute: fastai joins relative paths to `learn.path`
+    def __getattr__(self, k):
+        if k in RunFolder.files: return self.path/RunFolder.files[k]
+        raise AttributeError(k)
+    def __repr__(self): return f'RunFolder({str(self.path)!r})'
+    def _json(self, f, default=None): return json.loads(f.read_text()) if f.exists() else default
+    def read_config(self)->dict: return self._json(self.config, {})
+    def read_summary(self)->dict: return self._json(self.summary, {})
+    def write_config(self, cfg:dict): _write_json(self.config, cfg)
+    def write_summary(self, s:dict): _write_json(self.summary, s)
+    def epochs_done(self)->int:
+        "Epochs saved in `checkpoint.pth` (0 without one)"
+        return torch.load(self.checkpoint, weights_only=True, map_location='cpu')['epoch'] + 1 if self.checkpoint.exists() else 0
+    def is_complete(self)->bool:
+        "Trained to the end and reported"
+        return self.model.exists() and self.summary.exists()
+    def read_metrics(self)->list:
+        "`metrics.csv` as dicts, after rewriting it with one header and one row per epoch (a resumed run appends to it)"
+        return _clean_metrics(self.metrics) if self.metrics.exists() else []
+    def write_lr_find(self, lrs, losses):
+        self.lr_find.write_text('lr,loss\n' + ''.join(f'{float(a):.8g},{float(b):.8g}\n' for a,b in zip(lrs, losses)))
+    def read_lr_find(self)->tuple|None:
+        "`(lrs, losses)` of the LR range test, or None"
+        if not self.lr_find.exists(): return None
+        rows = _read_csv(self.lr_find)
+        return [float(r['lr']) for r in rows], [float(r['loss']) for r in rows]
+
+def _write_json(f, o):
+    tmp = Path(f).with_suffix('.tmp'); tmp.write_text(json.dumps(o, indent=1)); tmp.replace(f) # never half-written
 
 # %% ../nbs/03_train.ipynb #03-train-021
 def _save(fig, f):
@@ -159,6 +196,152 @@ def _check_args(epochs, bs, lr_min, lr_max):
         raise UserError(f"--lr-min must be positive and below --lr-max, got {lr_min:g} and {lr_max:g}")
 
 # %% ../nbs/03_train.ipynb #03-train-029
+class Interrupted(KeyboardInterrupt):
+    "The run was stopped by signal `signum` (SIGINT or SIGTERM) at a batch boundary"
+    def __init__(self, signum:int): super().__init__(signal.Signals(signum).name); self.signum = signum
+
+class StopOnSignal(Callback):
+    "As a context manager: SIGINT and SIGTERM stop `fit` at the next batch boundary, elsewhere (or a second time) at once"
+    order = 100
+    def __init__(self): self.got, self.in_fit, self.old = None, False, {}
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread(): # only the main thread may set handlers
+            self.old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+    def __exit__(self, *exc):
+        for s, h in self.old.items(): signal.signal(s, h)
+        self.old = {}
+    def _handler(self, signum, frame):
+        if self.in_fit and self.got is None: self.got = signum # finish this batch first
+        else: raise Interrupted(signum)
+    def before_fit(self): self.in_fit, self.got = True, None
+    def after_batch(self):
+        if self.got is not None: self.in_fit = False; raise Interrupted(self.got)
+    def after_fit(self): self.in_fit = False
+
+class RunComplete(UserError):
+    "`--resume` of a run that has nothing left to do"
+
+def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct)->dict:
+    return dict(data=None if data is None else str(Path(data).resolve()), epochs=epochs, bs=bs, lr_min=lr_min, lr_max=lr_max,
+                seed=seed, subset=subset, wd=wd, label_smoothing=label_smoothing, precision=precision, valid_pct=valid_pct)
+
+def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float=None, lr_max:float=None, seed:int=42,
+              device:str='auto', subset:int=None, wd:float=0.5, precision:str='auto', valid_pct:float=0.1,
+              label_smoothing:float=0.2, strict:bool=False, resume=None, quiet:bool=False, compile:bool=False):
+    "Phase 1: a new run folder (or the one `resume` names, with its settings), its DataLoaders and its `Learner`"
+    if resume is not None:
+        rf = RunFolder(resume)
+        if not rf.checkpoint.exists(): raise UserError(f"{rf.path} holds no checkpoint.pth to resume: pass a run folder written by era-s10 train")
+        cfg = rf.read_config()
+        done = rf.epochs_done()
+        if done >= cfg['epochs'] and rf.is_complete():
+            raise RunComplete(f"run {rf.path} is complete ({done} of {cfg['epochs']} epochs): its results are in {rf.summary}")
+        cfg.setdefault('label_smoothing', 0.) # runs from before the option trained with plain cross-entropy
+    else: cfg = _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct)
+    _check_args(cfg['epochs'], cfg['bs'], cfg['lr_min'], cfg['lr_max'])
+    dev = resolve_device(device)
+    set_seed(cfg['seed'], reproducible=True)
+    dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=cfg['seed'], device=dev, subset=cfg['subset'], strict=strict)
+    if len(dls.train)==0: raise UserError(f"--bs {cfg['bs']} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
+    if resume is None: rf = RunFolder(new_run_dir(out))
+    timer = EpochTimer()
+    learn = cifar_learner(dls, wd=cfg['wd'], label_smoothing=cfg['label_smoothing'], precision=cfg['precision'], path=rf.path,
+                          cbs=[timer, NaNGuard(), StopOnSignal()], compile=compile)
+    learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds'), ValueMetric(lambda: timer.epoch_train_s, 'train_seconds')]
+    if quiet and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
+    cfg['precision'] = learn.precision
+    if resume is None: rf.write_config(cfg)
+    learn.run_folder = rf
+    return learn, cfg, dict(compile=compile, start=time.perf_counter(), resumed_at_epoch=rf.epochs_done() if resume is not None else None)
+
+def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
+    "Phase 2: LRMIN and LRMAX from `learn.lr_find()` into `cfg` and `config.json`, and the curve into `lr_find.csv`"
+    if cfg['lr_min'] is not None:
+        cfg['lr_source'] = 'given (--lr-min/--lr-max): LR finder skipped'
+    else:
+        cfg['lr_min'], cfg['lr_max'] = find_lrs(learn, num_it=its)
+        cfg['lr_source'] = f'lr_find ({its} iterations): LRMAX = minimum, LRMIN = min(valley, LRMAX/10)'
+        cfg['lr_suggestions'] = {k: float(v) for k,v in learn.lr_suggestions.items()}
+        learn.run_folder.write_lr_find(learn.recorder.lrs, learn.recorder.losses)
+    learn.run_folder.write_config(cfg)
+    return cfg
+
+def fit_run(learn:Learner, cfg:dict, start_epoch:int=0)->Learner:
+    "Phase 3: one cycle from `start_epoch` (after `load_checkpoint` on a resume) with the run's logs, then `model.pth`"
+    rf, n = learn.run_folder, len(learn.dls.train)
+    if start_epoch == 0: rf.schedule.unlink(missing_ok=True)
+    else: trim_schedule(rf.schedule, start_epoch*n)
+    cbs = [CSVLogger(rf.metrics.name, append=start_epoch > 0), ScheduleLog(rf.schedule),
+           EpochCheckpoint(rf.path, extra=dict(lr_min=cfg['lr_min'], lr_max=cfg['lr_max']))]
+    if start_epoch == 0: # the same draws whatever ran before (the LR finder)
+        set_seed(cfg['seed'], reproducible=True); learn.dls.train.rng = random.Random(random.randint(0, 2**32-1))
+    if start_epoch < cfg['epochs']:
+        try: fit_one_cycle_s10(learn, cfg['epochs'], cfg['lr_min'], cfg['lr_max'], cbs=cbs, start_epoch=start_epoch)
+        except TrainingDiverged as e:
+            kept = (f"; {rf.checkpoint} keeps epoch {rf.epochs_done()}" if rf.checkpoint.exists() else "; no epoch finished, so there is no checkpoint")
+            raise TrainingDiverged(str(e) + kept) from None
+    torch.save(learn.model.state_dict(), rf.model)
+    return learn
+
+# %% ../nbs/03_train.ipynb #03-train-report
+def report_run(learn:Learner, # the trained `Learner`, with `learn.run_folder` its `RunFolder`
+               process:dict=None, # facts of the training process (`seconds`, `compile`, `resumed_at_epoch`, ...); default: the old summary's
+               plots:bool=True, # write the PNGs
+              )->dict:
+    "Phase 4: `summary.json` and the plots, from the run folder's files and the trained `learn`; returns the summary"
+    import matplotlib.pyplot as plt
+    rf, dls = learn.run_folder, learn.dls
+    cfg, old = rf.read_config(), rf.read_summary()
+    proc = process if process is not None else {k: old.get(k) for k in ('seconds','compile','resumed_at_epoch','epochs_this_process')}
+    with learn.no_bar(), learn.no_logging():
+        probs, targs = learn.get_preds(dl=dls.valid)
+        pt, _ = get_preds_tta(learn)
+    acc, acc_tta = float((probs.argmax(1)==targs).float().mean()), float((pt.argmax(1)==targs).float().mean())
+    metrics = rf.read_metrics()
+    ts = [float(m['train_seconds']) for m in metrics if m.get('train_seconds')]
+    per_epoch = len(dls.train)*dls.train.bs # the training loader drops its last partial batch
+    s = dict(run_dir=str(rf.path), data=str(dls.path), valid_split=dls.valid_split, n_train=len(dls.train_ds), n_valid=len(dls.valid_ds),
+             compile=proc.get('compile'), lr_source=cfg.get('lr_source', 'as in the interrupted run (not in its config.json)'),
+             **{k: cfg[k] for k in ('lr_suggestions',) if k in cfg},
+             **({'resumed_at_epoch': proc['resumed_at_epoch']} if proc.get('resumed_at_epoch') is not None else {}),
+             settings=dict(lr_min=cfg['lr_min'], lr_max=cfg['lr_max'], epochs=cfg['epochs'], bs=cfg['bs'], wd=cfg['wd'], wd_kind='decoupled (AdamW)',
+                           label_smoothing=cfg['label_smoothing'], seed=cfg['seed'], subset=cfg['subset'], valid_pct=cfg['valid_pct'],
+                           precision=cfg['precision'], pct_start=5/24, div=cfg['lr_max']/cfg['lr_min'], div_final=cfg['lr_max']/cfg['lr_min'],
+                           moms=[0.95,0.85,0.95]),
+             valid_loss=float(F.cross_entropy(probs.clamp_min(1e-12).log(), targs)), valid_accuracy=acc, valid_accuracy_tta=acc_tta,
+             per_class_accuracy=per_class_accuracy(probs, targs), n_params=n_params(learn.model))
+    if dls.valid_split == 'test': s.update(test_accuracy=acc, test_accuracy_tta=acc_tta)
+    s.update(seconds=proc.get('seconds'), epochs_seconds=sum(float(m['seconds']) for m in metrics),
+             train_images_per_s=per_epoch*len(ts)/sum(ts) if ts and len(ts) == len(metrics) else old.get('train_images_per_s'),
+             device=_device_name(dls.device), versions=_versions(), epochs_this_process=proc.get('epochs_this_process'))
+    if plots:
+        _save(show_samples(dls.train.xs.cpu().numpy(), dls.train.ys.cpu().numpy(), n=10), rf.path/'samples.png')
+        dls.show_batch(max_n=16, figsize=(8,8)); _save(None, rf.path/'augmented.png')
+        curve = rf.read_lr_find()
+        if curve: _save(plot_lr_curve(*curve, cfg['lr_min'], cfg['lr_max']), rf.path/'lr_find.png')
+        if rf.schedule.exists(): _save(plot_schedule(*_sched_cols(rf.schedule)), rf.path/'schedule.png')
+        if metrics: _save(plot_learning_curves(metrics), rf.path/'learning_curves.png')
+        with learn.no_bar(): interp = ClassificationInterpretation.from_learner(learn)
+        interp.plot_top_losses(min(16, len(dls.valid_ds)), nrows=4, figsize=(9,10)); _save(None, rf.path/'misclassified.png')
+        interp.plot_confusion_matrix(figsize=(7,7)); _save(None, rf.path/'confusion_matrix.png')
+    rf.write_summary(s)
+    return s
+
+def report(run_dir, # a run folder with `model.pth` and `config.json`
+           device:str='auto', plots:bool=True)->dict:
+    "`report_run` again on a finished run folder: the summary and plots from its files and `model.pth`"
+    rf = RunFolder(run_dir)
+    if not rf.model.exists() or not rf.config.exists():
+        raise UserError(f"{rf.path} holds no model.pth and config.json: pass a run folder that era-s10 train finished (resume it first if it was interrupted)")
+    cfg, dev = rf.read_config(), resolve_device(device)
+    dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=cfg['seed'], device=dev, subset=cfg['subset'])
+    learn = cifar_learner(dls, model=load_run(rf.path)[0], path=rf.path, precision=_eval_precision(cfg['precision'], dev),
+                          wd=cfg['wd'], label_smoothing=cfg.get('label_smoothing', 0.))
+    learn.run_folder = rf
+    return report_run(learn, plots=plots)
+
+# %% ../nbs/03_train.ipynb #03-train-run
 def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or `cifar-10-batches-py`
               out='runs/run', # run folder (a numbered sibling if it holds files)
               epochs:int=24, bs:int=512,
@@ -173,92 +356,20 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               quiet:bool=False, # no progress bars
               compile:bool=False, # `torch.compile` the model (see `cifar_learner`)
              )->dict:
-    "Run the ERA Session 10 experiment and write a run folder; returns its summary"
+    "Run the ERA Session 10 experiment and write a run folder: `setup_run`, `lr_range_test`, `fit_run`, `report_run`"
     matplotlib.use('Agg') if not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules else None
-    t_start = time.perf_counter()
-    if resume is not None:
-        rd = Path(resume)
-        if not (rd/'checkpoint.pth').exists(): raise UserError(f"{rd} holds no checkpoint.pth to resume: pass a run folder written by era-s10 train")
-        cfg = json.loads((rd/'config.json').read_text())
-        data, epochs, bs, lr_min, lr_max, seed, subset, wd, precision, valid_pct = (cfg[k] for k in
-            ('data','epochs','bs','lr_min','lr_max','seed','subset','wd','precision','valid_pct'))
-        label_smoothing = cfg.get('label_smoothing', 0.) # runs from before the option trained with plain cross-entropy
-    _check_args(epochs, bs, lr_min, lr_max)
-    dev = resolve_device(device)
-    set_seed(seed, reproducible=True)
-    dls = cifar10_dls(data, bs=bs, valid_pct=valid_pct, seed=seed, device=dev, subset=subset, strict=strict)
-    if len(dls.train)==0: raise UserError(f"--bs {bs} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
-    rd = (Path(resume) if resume is not None else new_run_dir(out)).resolve() # absolute: fastai joins relative paths to learn.path
-    timer = EpochTimer()
-    learn = cifar_learner(dls, wd=wd, label_smoothing=label_smoothing, precision=precision, path=rd, cbs=[timer, NaNGuard()], compile=compile)
-    learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds')]
-    if quiet: learn.remove_cb(learn.progress) if hasattr(learn, 'progress') else None
-    summary = dict(run_dir=str(rd), data=str(dls.path), valid_split=dls.valid_split,
-                   n_train=len(dls.train_ds), n_valid=len(dls.valid_ds), compile=compile)
-    if plots and resume is None:
-        arr = cifar10_arrays(data)['train']
-        _save(show_samples(*arr, n=10), rd/'samples.png')
-        dls.show_batch(max_n=16, figsize=(8,8)); _save(None, rd/'augmented.png')
-    start_epoch = 0
-    if resume is None:
-        if lr_min is None:
-            lr_min, lr_max = find_lrs(learn, num_it=lr_find_its)
-            summary['lr_source'] = f'lr_find ({lr_find_its} iterations): LRMAX = minimum, LRMIN = min(valley, LRMAX/10)'
-            summary['lr_suggestions'] = {k: float(v) for k,v in learn.lr_suggestions.items()}
-            if plots: _save(plot_lr_find(learn, lr_min, lr_max), rd/'lr_find.png')
-        else: summary['lr_source'] = 'given (--lr-min/--lr-max): LR finder skipped'
-        cfg = dict(data=None if data is None else str(Path(data).resolve()), epochs=epochs, bs=bs, lr_min=lr_min, lr_max=lr_max,
-                   seed=seed, subset=subset, wd=wd, label_smoothing=label_smoothing, precision=learn.precision, valid_pct=valid_pct,
-                   **{k: summary[k] for k in ('lr_source', 'lr_suggestions') if k in summary}) # for the summary of a resumed run
-        (rd/'config.json').write_text(json.dumps(cfg, indent=1))
-    else:
-        start_epoch = load_checkpoint(learn, rd/'checkpoint.pth')['epoch'] + 1
-        summary.update(resumed_at_epoch=start_epoch, lr_source=cfg.get('lr_source', 'as in the interrupted run (not in its config.json)'),
-                       **{k: cfg[k] for k in ('lr_suggestions',) if k in cfg})
-    sched_f = rd/'schedule.csv'
-    if resume is None: sched_f.unlink(missing_ok=True)
-    else: trim_schedule(sched_f, start_epoch*len(dls.train))
-    cbs = [CSVLogger('metrics.csv', append=resume is not None), ScheduleLog(sched_f),
-           EpochCheckpoint(rd, extra=dict(lr_min=lr_min, lr_max=lr_max))]
-    if resume is None: # the same draws whatever ran before: plots (`show_batch` advances the loader's RNG), LR finder
-        set_seed(seed, reproducible=True); dls.train.rng = random.Random(random.randint(0, 2**32-1))
-    if start_epoch < epochs:
-        try: fit_one_cycle_s10(learn, epochs, lr_min, lr_max, cbs=cbs, start_epoch=start_epoch)
-        except TrainingDiverged as e:
-            ck = rd/'checkpoint.pth'
-            kept = (f"; {ck} keeps epoch {torch.load(ck, weights_only=True)['epoch']+1}" if ck.exists() else "; no epoch finished, so there is no checkpoint")
-            raise TrainingDiverged(str(e) + kept) from None
-        except KeyboardInterrupt as e:
-            e.run_dir = rd; raise
-    images_per_s = timer.images_per_s # read now: `get_preds` below fires `before_fit`, which resets the timer
-    torch.save(learn.model.state_dict(), rd/'model.pth')
-    # results
-    with learn.no_bar(), learn.no_logging():
-        probs, targs = learn.get_preds(dl=dls.valid)
-        loss = float(F.cross_entropy(probs.clamp_min(1e-12).log(), targs))
-        acc = float((probs.argmax(1)==targs).float().mean())
-        pt, _ = get_preds_tta(learn)
-        acc_tta = float((pt.argmax(1)==targs).float().mean())
-    metrics = _clean_metrics(rd/'metrics.csv')
-    summary.update(settings=dict(lr_min=lr_min, lr_max=lr_max, epochs=epochs, bs=bs, wd=wd, wd_kind='decoupled (AdamW)', label_smoothing=label_smoothing,
-                                 seed=seed, subset=subset, valid_pct=valid_pct, precision=learn.precision,
-                                 pct_start=5/24, div=lr_max/lr_min, div_final=lr_max/lr_min, moms=[0.95,0.85,0.95]),
-                   valid_loss=loss, valid_accuracy=acc, valid_accuracy_tta=acc_tta,
-                   per_class_accuracy=per_class_accuracy(probs, targs), n_params=n_params(learn.model))
-    if dls.valid_split == 'test':
-        summary.update(test_accuracy=acc, test_accuracy_tta=acc_tta)
-    summary.update(seconds=time.perf_counter()-t_start, epochs_seconds=sum(float(m['seconds']) for m in metrics),
-                   train_images_per_s=images_per_s,
-                   device=_device_name(dev), versions=_versions(), epochs_this_process=epochs-start_epoch)
-    if plots:
-        _save(plot_schedule(*_sched_cols(sched_f)), rd/'schedule.png')
-        _save(plot_learning_curves(metrics), rd/'learning_curves.png')
-        with learn.no_bar():
-            interp = ClassificationInterpretation.from_learner(learn)
-        interp.plot_top_losses(min(16, len(dls.valid_ds)), nrows=4, figsize=(9,10)); _save(None, rd/'misclassified.png')
-        interp.plot_confusion_matrix(figsize=(7,7)); _save(None, rd/'confusion_matrix.png')
-    (rd/'summary.json').write_text(json.dumps(summary, indent=1))
-    return summary
+    learn, cfg, proc = setup_run(data, out, epochs, bs, lr_min, lr_max, seed, device, subset, wd, precision, valid_pct,
+                                 label_smoothing, strict, resume, quiet, compile)
+    try:
+        with learn.stop_on_signal:
+            start = 0
+            if resume is None: cfg = lr_range_test(learn, cfg, lr_find_its)
+            else: start = proc['resumed_at_epoch'] = load_checkpoint(learn, learn.run_folder.checkpoint)['epoch'] + 1
+            fit_run(learn, cfg, start)
+            proc.update(seconds=time.perf_counter()-proc.pop('start'), epochs_this_process=cfg['epochs']-start)
+            return report_run(learn, proc, plots)
+    except KeyboardInterrupt as e:
+        e.run_dir = learn.run_folder.path; raise
 
 def _sched_cols(f):
     rows = _read_csv(f)

@@ -9,7 +9,7 @@ from era_s10.data import CIFAR10_CLASSES
 
 def test_help(cli):
     r = cli('--help')
-    assert r.returncode == 0 and all(c in r.stdout for c in ('train', 'evaluate', 'predict', 'bench')), r.stdout
+    assert r.returncode == 0 and all(c in r.stdout for c in ('train', 'evaluate', 'predict', 'report', 'bench')), r.stdout
     r = cli('train', '--help')
     assert r.returncode == 0 and '--compile' in r.stdout and '--resume' in r.stdout and '--strict' in r.stdout
     r = cli('bench', '--help')
@@ -32,6 +32,18 @@ def test_relative_out_then_evaluate_and_predict(cli, tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr
     out = [l.split('\t') for l in r.stdout.strip().splitlines()]
     assert [o[0] for o in out] == [str(f) for f in imgs] and all(o[1] in CIFAR10_CLASSES and 0 < float(o[2]) <= 1 for o in out)
+    # `report` rewrites the summary and the plots from the folder alone, with the same figures
+    (rd/'learning_curves.png').unlink()
+    r = cli('report', 'runs/r', '--device', 'cpu', cwd=tmp_path)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+    s2 = json.loads((rd/'summary.json').read_text())
+    keys = ('valid_accuracy', 'valid_accuracy_tta', 'valid_loss', 'epochs_seconds', 'train_images_per_s', 'seconds', 'settings', 'lr_source')
+    assert {k: s2[k] for k in keys} == {k: s[k] for k in keys}
+    assert (rd/'learning_curves.png').exists()
+
+
+def test_report_needs_a_finished_run(cli, user_error, tmp_path):
+    user_error(cli('report', tmp_path), 'holds no model.pth', 'resume it first')
 
 
 def test_compile_reaches_the_model(monkeypatch, tiny_data, tmp_path):

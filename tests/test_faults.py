@@ -145,3 +145,21 @@ def test_sigkill_then_resume(reference_run, tiny_data, tmp_path):
     code, _ = interrupt(tiny_data, out, signal.SIGKILL, plots=False)
     assert code == -signal.SIGKILL
     check_resumed(out, reference_run)
+
+
+def test_sigterm_then_resume(reference_run, tiny_data, tmp_path):
+    "SIGTERM (timeout, batch schedulers, container stops) ends the run like Ctrl-C, with the shell's status for it"
+    out = tmp_path/'r'
+    code, err = interrupt(tiny_data, out, signal.SIGTERM, plots=False)
+    assert code == 128 + signal.SIGTERM, err
+    assert err.strip().splitlines()[-1] == f'era-s10: interrupted; the last finished epoch is saved: continue with era-s10 train --resume {out}', err
+    assert 'Traceback' not in err
+    check_resumed(out, reference_run)
+
+
+def test_resume_finished_run(reference_run):
+    before = {f.name: f.stat().st_mtime_ns for f in reference_run.iterdir()}
+    r = subprocess.run([*CLI, 'train', '--resume', str(reference_run)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
+    assert r.stdout.strip().splitlines() == [f"era-s10: run {reference_run} is complete (4 of 4 epochs): its results are in {reference_run/'summary.json'}"], r.stdout
+    assert {f.name: f.stat().st_mtime_ns for f in reference_run.iterdir()} == before # nothing rewritten
