@@ -21,7 +21,7 @@ from fastai.vision.augment import CropPad, RandomCrop, FlipItem
 from fastai.vision.all import cifar_stats
 from .model import CustomResNet
 from .data import UserError, cifar10_dls, cifar10_arrays, cifar_root, make_cifar_folder, CIFAR10_CLASSES
-from .learner import cifar_learner, pick_precision, cpu_has_bf16, cpu_name, adamw, norm_bias_groups
+from .learner import cifar_learner, pick_precision, cpu_has_bf16, cpu_name, adamw, norm_bias_groups, RECIPES
 
 # %% auto #0
 __all__ = ['n_workers', 'interleaved', 'paired_ratio', 'compare_rounds', 'image_folder', 'fastai_item_dl', 'torchvision_dl',
@@ -148,7 +148,7 @@ def _autocast(device, precision:str):
     if precision == 'fp32': return contextlib.nullcontext()
     return torch.autocast(dev.type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
 
-def _learner_default(k:str): return inspect.signature(cifar_learner).parameters[k].default
+def _learner_default(k:str): return RECIPES['default'][k] # what `cifar_learner` trains with by default
 
 def fastai_adamw(model, lr:float=1e-3,
                  wd:float=None, # default `cifar_learner`'s

@@ -65,8 +65,9 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--seeds', type=_seeds, help='comma-separated seeds: one run each, plus seeds.json')
     t.add_argument('--device', default='auto', choices=['auto','cuda','cpu'])
     t.add_argument('--precision', default='auto', choices=['auto','bf16','fp16','fp32'])
-    t.add_argument('--wd', type=float, default=0.5, help='decoupled weight decay')
-    t.add_argument('--label-smoothing', type=_fraction, default=0.2, help='of the cross-entropy loss (0: none)')
+    t.add_argument('--recipe', default='default', choices=['default', 'seed'], help="'seed': the original notebook's Adam (L2 wd 1e-4), plain cross-entropy, LRMIN = LRMAX/100, linear one cycle")
+    t.add_argument('--wd', type=float, help="weight decay (default: the recipe's, 0.5 decoupled or 1e-4 L2 for seed)")
+    t.add_argument('--label-smoothing', type=_fraction, help="of the cross-entropy loss, 0 for none (default: the recipe's, 0.2 or 0 for seed)")
     t.add_argument('--subset', type=_pos_int, help='first N training images of a fixed shuffle')
     t.add_argument('--out', default='runs/run', help='run folder (a numbered sibling if it holds files)')
     t.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run at its next epoch')
@@ -95,7 +96,7 @@ def _train(a):
     if a.lr_min is not None and a.lr_min >= a.lr_max: raise UserError(f"--lr-min {a.lr_min:g} must be below --lr-max {a.lr_max:g}: pass a smaller --lr-min or a larger --lr-max")
     kw = dict(data=a.data, epochs=a.epochs, bs=a.bs, lr_min=a.lr_min, lr_max=a.lr_max, device=a.device, subset=a.subset,
               wd=a.wd, label_smoothing=a.label_smoothing, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots,
-              compile=a.compile)
+              compile=a.compile, recipe=a.recipe)
     if a.resume:
         # a resumed run trains with the settings in its config.json; options that would change them are refused, not ignored
         # (every train option but those `train_run(resume=...)` takes, so a new option is covered without listing it here)

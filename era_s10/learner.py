@@ -17,7 +17,7 @@ from fastai.learner import Learner, CancelFitException, AvgSmoothLoss
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
-from fastai.callback.schedule import minimum, steep, valley, slide
+from fastai.callback.schedule import minimum, steep, valley, slide, ParamScheduler, SchedLin, combine_scheds
 from fastai.optimizer import OptimWrapper
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
@@ -27,10 +27,10 @@ from .model import CustomResNet
 from .data import UserError
 
 # %% auto #0
-__all__ = ['CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'DeviceSmoothLoss', 'SyncFreeLoss', 'norm_bias_groups',
-           'AdamW', 'adamw', 'cifar_learner', 'TrainingDiverged', 'NaNGuard', 'rng_states', 'set_rng_states',
-           'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_curve', 'plot_lr_find',
-           'fit_one_cycle_s10']
+__all__ = ['RECIPES', 'CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'DeviceSmoothLoss', 'SyncFreeLoss',
+           'norm_bias_groups', 'AdamW', 'adamw', 'adam_l2', 'recipe_settings', 'cifar_learner', 'TrainingDiverged',
+           'NaNGuard', 'rng_states', 'set_rng_states', 'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs',
+           'plot_lr_curve', 'plot_lr_find', 'fit_one_cycle_s10']
 
 # %% ../nbs/02_learner.ipynb #02-learn-005
 class CPUAutocast(Callback):
@@ -130,19 +130,47 @@ def adamw(params, # parameter groups (the last one gets no weight decay), or one
     return AdamW(groups, partial(torch.optim.AdamW, fused=True) if fused else partial(torch.optim.AdamW, foreach=True),
                  convert_groups=False, lr=lr, betas=tuple(betas), eps=eps)
 
+# %% ../nbs/02_learner.ipynb #02-learn-recipe
+def adam_l2(params, # parameter groups, or one list of parameters: all get the same L2 decay
+            lr:float=1e-3,
+            wd:float=1e-4, # L2 weight decay: `wd*p` is added to the gradient
+            betas:tuple=(0.9,0.999), eps:float=1e-8, # torch's defaults
+            fused:bool=None, # one fused kernel per step; default: where torch has one (CUDA, the CPU)
+           )->OptimWrapper:
+    "torch's `Adam` with L2 weight decay, as the original notebook trains: the `opt_func` of `recipe='seed'`"
+    gs = L(params)
+    gs = [list(g) for g in gs] if len(gs) and is_listy(gs[0]) else [list(gs)]
+    if fused is None: fused = all(p.device.type in ('cuda', 'cpu') for g in gs for p in g)
+    return OptimWrapper([dict(params=g) for g in gs], partial(torch.optim.Adam, fused=True) if fused else partial(torch.optim.Adam, foreach=True),
+                        convert_groups=False, lr=lr, betas=tuple(betas), eps=eps, weight_decay=wd)
+
+RECIPES = {
+    'default': dict(opt_func=adamw, wd=0.5, wd_kind='decoupled (AdamW)', label_smoothing=0.2, lr_div=None, anneal='cos'),
+    'seed': dict(opt_func=adam_l2, wd=1e-4, wd_kind='L2 (Adam weight_decay)', label_smoothing=0., lr_div=100, anneal='linear'),
+}
+
+def recipe_settings(recipe:str='default')->dict:
+    "The settings of `recipe`: optimizer, weight decay, label smoothing, LRMIN rule (`lr_div`) and annealing"
+    if recipe not in RECIPES: raise UserError(f"unknown recipe {recipe!r}: use {' or '.join(RECIPES)}")
+    return RECIPES[recipe]
+
 # %% ../nbs/02_learner.ipynb #02-learn-012
 def cifar_learner(dls, # from `cifar10_dls`
-                  wd:float=0.5, # decoupled (AdamW-style) weight decay
-                  label_smoothing:float=0.2, # of the cross-entropy loss; 0 for plain cross-entropy
+                  wd:float=None, # weight decay; default the recipe's: 0.5 decoupled (AdamW), or 1e-4 L2 for 'seed'
+                  label_smoothing:float=None, # of the cross-entropy loss (0: plain); default the recipe's: 0.2, or 0 for 'seed'
                   precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32' (see `pick_precision`)
                   channels_last:bool=True, # NHWC memory format
                   path=None, # folder for checkpoints; default fastai's model folder
                   cbs=None, # extra callbacks
                   model=None, # default `CustomResNet(len(dls.vocab))`
                   compile:bool|str=False, # `torch.compile` the model; a string names the mode, e.g. 'max-autotune-no-cudagraphs'
-                  opt_func=None, # default `adamw` with `wd`
+                  opt_func=None, # default the recipe's: `adamw`, or `adam_l2` for 'seed'
+                  recipe:str='default', # 'default' or 'seed' (the original notebook's settings): see `RECIPES`
                  )->Learner:
     "A fastai `Learner` for the ERA Session 10 experiment"
+    r = recipe_settings(recipe)
+    if wd is None: wd = r['wd']
+    if label_smoothing is None: label_smoothing = r['label_smoothing']
     if not 0 <= label_smoothing < 1: raise UserError(f"label smoothing must be in [0, 1), got {label_smoothing:g}: pass for example 0.2, or 0 for none")
     model = model or CustomResNet(len(dls.vocab))
     # Optional, off by default: compiling costs tens of seconds to minutes before the first batch, needs a C++ compiler
@@ -150,7 +178,7 @@ def cifar_learner(dls, # from `cifar10_dls`
     # keys (checkpoints, model.pth) are the same as without it.
     if compile: model.compile(mode=compile if isinstance(compile, str) else None)
     path = Path(path) if path is not None else Path(fastai_path('model')).parent
-    learn = Learner(dls, model, opt_func=opt_func or partial(adamw, wd=wd), splitter=norm_bias_groups,
+    learn = Learner(dls, model, opt_func=opt_func or partial(r['opt_func'], wd=wd), splitter=norm_bias_groups,
                     loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
                     path=path, model_dir='models', cbs=L(SyncFreeLoss()) + L(cbs))
     prec = pick_precision(dls.device, precision)
@@ -159,7 +187,7 @@ def cifar_learner(dls, # from `cifar10_dls`
         if prec in ('bf16','fp16'): learn.add_cb(MixedPrecision(amp_mode=prec))
     elif prec == 'bf16': learn.add_cb(CPUAutocast())
     elif prec == 'fp16': raise UserError("fp16 autocast is not supported on the CPU: use --precision bf16 or fp32")
-    learn.precision = prec
+    learn.precision, learn.recipe = prec, recipe
     return learn
 
 # %% ../nbs/02_learner.ipynb #02-learn-019
@@ -272,8 +300,9 @@ class LRFindError(UserError):
 def find_lrs(learn:Learner, # a Learner from `cifar_learner`
              start_lr:float=1e-7, end_lr:float=10, num_it:int=100, # the range test's sweep
              max_ratio:float=10., # LRMIN is at most LRMAX/`max_ratio`
+             lr_div:float=None, # instead: LRMIN = LRMAX/`lr_div` (the seed recipe's 100)
             )->tuple:
-    "`(lr_min, lr_max)` from `learn.lr_find()`: LRMAX = `minimum`, LRMIN = min(`valley`, LRMAX/`max_ratio`)"
+    "`(lr_min, lr_max)` from `learn.lr_find()`: LRMAX = `minimum`, LRMIN = min(`valley`, LRMAX/`max_ratio`) or LRMAX/`lr_div`"
     err = LRFindError("the LR range test diverged or gave NaN: pass --lr-min and --lr-max (for example --lr-min 1e-3 --lr-max 1e-2)")
     # fastai's `LRFinder` stops on an exploding loss and a NaN one is reported below, so `NaNGuard` must not turn either
     # into a training error; and the mock training must not overwrite a run's checkpoint
@@ -286,7 +315,7 @@ def find_lrs(learn:Learner, # a Learner from `cifar_learner`
     if not torch.isfinite(losses[:max(2, len(losses)//10)]).all() or any(not math.isfinite(v) or v <= 0 for v in (sug.minimum, sug.valley)):
         raise err
     lr_max = sug.minimum
-    lr_min = min(sug.valley, lr_max/max_ratio)
+    lr_min = lr_max/lr_div if lr_div else min(sug.valley, lr_max/max_ratio)
     learn.lrs_found = (lr_min, lr_max)
     return lr_min, lr_max
 
@@ -318,8 +347,15 @@ def fit_one_cycle_s10(learn:Learner, # a Learner from `cifar_learner`
                       moms:tuple=(0.95,0.85,0.95), # Adam beta1 cycle
                       cbs=None, # extra callbacks for this fit
                       start_epoch:int=0, # resume at this epoch with the same schedule
+                      anneal:str='cos', # 'cos' (fastai's `fit_one_cycle`) or 'linear'
                      ):
     "One cycle from LRMIN up to LRMAX at `pct_start` and back down to LRMIN"
     if not 0 < lr_min < lr_max: raise UserError(f"need 0 < lr_min < lr_max, got lr_min={lr_min:g}, lr_max={lr_max:g}: pass --lr-min smaller than --lr-max")
-    div = lr_max/lr_min
-    learn.fit_one_cycle(epochs, lr_max, div=div, div_final=div, pct_start=pct_start, moms=moms, cbs=cbs, start_epoch=start_epoch)
+    if anneal == 'cos':
+        div = lr_max/lr_min
+        return learn.fit_one_cycle(epochs, lr_max, div=div, div_final=div, pct_start=pct_start, moms=moms, cbs=cbs, start_epoch=start_epoch)
+    if anneal != 'linear': raise UserError(f"unknown anneal {anneal!r}: use 'cos' or 'linear'")
+    pcts = [pct_start, 1-pct_start]
+    scheds = {'lr': combine_scheds(pcts, [SchedLin(lr_min, lr_max), SchedLin(lr_max, lr_min)]),
+              'mom': combine_scheds(pcts, [SchedLin(moms[0], moms[1]), SchedLin(moms[1], moms[2])])}
+    learn.fit(epochs, cbs=ParamScheduler(scheds) + L(cbs), start_epoch=start_epoch)

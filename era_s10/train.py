@@ -21,7 +21,7 @@ import fastai
 from .model import CustomResNet, n_params
 from PIL import UnidentifiedImageError
 from .data import UserError, cifar10_dls, show_samples, read_image, CIFAR10_CLASSES
-from .learner import (cifar_learner, find_lrs, plot_lr_curve, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
+from .learner import (cifar_learner, recipe_settings, find_lrs, plot_lr_curve, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
                              load_checkpoint, TrainingDiverged, cpu_name, cpu_has_bf16)
 
 # %% auto #0
@@ -222,13 +222,15 @@ class StopOnSignal(Callback):
 class RunComplete(UserError):
     "`--resume` of a run that has nothing left to do"
 
-def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct)->dict:
+def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe)->dict:
+    r = recipe_settings(recipe)
     return dict(data=None if data is None else str(Path(data).resolve()), epochs=epochs, bs=bs, lr_min=lr_min, lr_max=lr_max,
-                seed=seed, subset=subset, wd=wd, label_smoothing=label_smoothing, precision=precision, valid_pct=valid_pct)
+                seed=seed, subset=subset, wd=r['wd'] if wd is None else wd, label_smoothing=r['label_smoothing'] if label_smoothing is None else label_smoothing,
+                precision=precision, valid_pct=valid_pct, recipe=recipe)
 
 def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float=None, lr_max:float=None, seed:int=42,
-              device:str='auto', subset:int=None, wd:float=0.5, precision:str='auto', valid_pct:float=0.1,
-              label_smoothing:float=0.2, strict:bool=False, resume=None, quiet:bool=False, compile:bool=False):
+              device:str='auto', subset:int=None, wd:float=None, precision:str='auto', valid_pct:float=0.1,
+              label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool=False, recipe:str='default'):
     "Phase 1: a new run folder (or the one `resume` names, with its settings), its DataLoaders and its `Learner`"
     if resume is not None:
         rf = RunFolder(resume)
@@ -238,7 +240,8 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
         if done >= cfg['epochs'] and rf.is_complete():
             raise RunComplete(f"run {rf.path} is complete ({done} of {cfg['epochs']} epochs): its results are in {rf.summary}")
         cfg.setdefault('label_smoothing', 0.) # runs from before the option trained with plain cross-entropy
-    else: cfg = _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct)
+        cfg.setdefault('recipe', 'default')
+    else: cfg = _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe)
     _check_args(cfg['epochs'], cfg['bs'], cfg['lr_min'], cfg['lr_max'])
     dev = resolve_device(device)
     set_seed(cfg['seed'], reproducible=True)
@@ -246,7 +249,7 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
     if len(dls.train)==0: raise UserError(f"--bs {cfg['bs']} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
     if resume is None: rf = RunFolder(new_run_dir(out))
     timer = EpochTimer()
-    learn = cifar_learner(dls, wd=cfg['wd'], label_smoothing=cfg['label_smoothing'], precision=cfg['precision'], path=rf.path,
+    learn = cifar_learner(dls, wd=cfg['wd'], label_smoothing=cfg['label_smoothing'], precision=cfg['precision'], path=rf.path, recipe=cfg['recipe'],
                           cbs=[timer, NaNGuard(), StopOnSignal()], compile=compile)
     learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds'), ValueMetric(lambda: timer.epoch_train_s, 'train_seconds')]
     if quiet and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
@@ -260,8 +263,9 @@ def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
     if cfg['lr_min'] is not None:
         cfg['lr_source'] = 'given (--lr-min/--lr-max): LR finder skipped'
     else:
-        cfg['lr_min'], cfg['lr_max'] = find_lrs(learn, num_it=its)
-        cfg['lr_source'] = f'lr_find ({its} iterations): LRMAX = minimum, LRMIN = min(valley, LRMAX/10)'
+        div = recipe_settings(cfg.get('recipe', 'default'))['lr_div']
+        cfg['lr_min'], cfg['lr_max'] = find_lrs(learn, num_it=its, lr_div=div)
+        cfg['lr_source'] = f"lr_find ({its} iterations): LRMAX = minimum, LRMIN = {f'LRMAX/{div:g}' if div else 'min(valley, LRMAX/10)'}"
         cfg['lr_suggestions'] = {k: float(v) for k,v in learn.lr_suggestions.items()}
         learn.run_folder.write_lr_find(learn.recorder.lrs, learn.recorder.losses)
     learn.run_folder.write_config(cfg)
@@ -277,7 +281,8 @@ def fit_run(learn:Learner, cfg:dict, start_epoch:int=0)->Learner:
     if start_epoch == 0: # the same draws whatever ran before (the LR finder)
         set_seed(cfg['seed'], reproducible=True); learn.dls.train.rng = random.Random(random.randint(0, 2**32-1))
     if start_epoch < cfg['epochs']:
-        try: fit_one_cycle_s10(learn, cfg['epochs'], cfg['lr_min'], cfg['lr_max'], cbs=cbs, start_epoch=start_epoch)
+        try: fit_one_cycle_s10(learn, cfg['epochs'], cfg['lr_min'], cfg['lr_max'], cbs=cbs, start_epoch=start_epoch,
+                               anneal=recipe_settings(cfg.get('recipe', 'default'))['anneal'])
         except TrainingDiverged as e:
             kept = (f"; {rf.checkpoint} keeps epoch {rf.epochs_done()}" if rf.checkpoint.exists() else "; no epoch finished, so there is no checkpoint")
             raise TrainingDiverged(str(e) + kept) from None
@@ -293,6 +298,7 @@ def report_run(learn:Learner, # the trained `Learner`, with `learn.run_folder` i
     import matplotlib.pyplot as plt
     rf, dls = learn.run_folder, learn.dls
     cfg, old = rf.read_config(), rf.read_summary()
+    rcp = cfg.get('recipe', 'default'); r = recipe_settings(rcp)
     proc = process if process is not None else {k: old.get(k) for k in ('seconds','compile','resumed_at_epoch','epochs_this_process')}
     with learn.no_bar(), learn.no_logging():
         probs, targs = learn.get_preds(dl=dls.valid)
@@ -305,10 +311,10 @@ def report_run(learn:Learner, # the trained `Learner`, with `learn.run_folder` i
              compile=proc.get('compile'), lr_source=cfg.get('lr_source', 'as in the interrupted run (not in its config.json)'),
              **{k: cfg[k] for k in ('lr_suggestions',) if k in cfg},
              **({'resumed_at_epoch': proc['resumed_at_epoch']} if proc.get('resumed_at_epoch') is not None else {}),
-             settings=dict(lr_min=cfg['lr_min'], lr_max=cfg['lr_max'], epochs=cfg['epochs'], bs=cfg['bs'], wd=cfg['wd'], wd_kind='decoupled (AdamW)',
+             settings=dict(recipe=rcp, lr_min=cfg['lr_min'], lr_max=cfg['lr_max'], epochs=cfg['epochs'], bs=cfg['bs'], wd=cfg['wd'], wd_kind=r['wd_kind'],
                            label_smoothing=cfg['label_smoothing'], seed=cfg['seed'], subset=cfg['subset'], valid_pct=cfg['valid_pct'],
                            precision=cfg['precision'], pct_start=5/24, div=cfg['lr_max']/cfg['lr_min'], div_final=cfg['lr_max']/cfg['lr_min'],
-                           moms=[0.95,0.85,0.95]),
+                           anneal=r['anneal'], moms=[0.95,0.85,0.95]),
              valid_loss=float(F.cross_entropy(probs.clamp_min(1e-12).log(), targs)), valid_accuracy=acc, valid_accuracy_tta=acc_tta,
              per_class_accuracy=per_class_accuracy(probs, targs), n_params=n_params(learn.model))
     if dls.valid_split == 'test': s.update(test_accuracy=acc, test_accuracy_tta=acc_tta)
@@ -337,7 +343,7 @@ def report(run_dir, # a run folder with `model.pth` and `config.json`
     cfg, dev = rf.read_config(), resolve_device(device)
     dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=cfg['seed'], device=dev, subset=cfg['subset'])
     learn = cifar_learner(dls, model=load_run(rf.path)[0], path=rf.path, precision=_eval_precision(cfg['precision'], dev),
-                          wd=cfg['wd'], label_smoothing=cfg.get('label_smoothing', 0.))
+                          wd=cfg['wd'], label_smoothing=cfg.get('label_smoothing', 0.), recipe=cfg.get('recipe', 'default'))
     learn.run_folder = rf
     return report_run(learn, plots=plots)
 
@@ -347,19 +353,21 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               epochs:int=24, bs:int=512,
               lr_min:float=None, lr_max:float=None, # both given: skip the LR finder
               seed:int=42, device:str='auto', subset:int=None,
-              wd:float=0.5, precision:str='auto', valid_pct:float=0.1,
-              label_smoothing:float=0.2, # of the training loss (see `cifar_learner`)
+              wd:float=None, # weight decay; default the recipe's (see `cifar_learner`)
+              precision:str='auto', valid_pct:float=0.1,
+              label_smoothing:float=None, # of the training loss; default the recipe's
               lr_find_its:int=100, # iterations of the LR range test
               strict:bool=False, # error on unreadable images instead of skipping them
               resume=None, # a run folder with `checkpoint.pth` to continue
               plots:bool=True, # write the PNGs
               quiet:bool=False, # no progress bars
               compile:bool=False, # `torch.compile` the model (see `cifar_learner`)
+              recipe:str='default', # 'default', or 'seed' for the original notebook's settings (see `RECIPES`)
              )->dict:
     "Run the ERA Session 10 experiment and write a run folder: `setup_run`, `lr_range_test`, `fit_run`, `report_run`"
     matplotlib.use('Agg') if not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules else None
     learn, cfg, proc = setup_run(data, out, epochs, bs, lr_min, lr_max, seed, device, subset, wd, precision, valid_pct,
-                                 label_smoothing, strict, resume, quiet, compile)
+                                 label_smoothing, strict, resume, quiet, compile, recipe)
     try:
         with learn.stop_on_signal:
             start = 0

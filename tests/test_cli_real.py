@@ -111,3 +111,18 @@ def test_seeds_exact(real_data, cli, tmp_path):
     r = cli('train', '--seeds', '0,1', '--data', real_data, '--subset', 2000, '--epochs', 2, '--bs', 128, cwd=tmp_path, timeout=3600)
     assert r.returncode == 0, r.stderr[-3000:]
     check_seeds(tmp_path/'runs'/'run')
+
+
+def test_recipe_seed(cli, real_data, tmp_path):
+    "`--recipe seed` trains with the original notebook's settings on the real images"
+    out = tmp_path/'seed'
+    r = cli('train', '--recipe', 'seed', '--data', real_data, '--subset', 2000, '--epochs', 1, '--bs', 128, '--lr-find-its', 20,
+            '--no-plots', '--device', 'cpu', '--out', out)
+    assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr[-3000:]
+    s = json.loads((out/'summary.json').read_text())
+    st = s['settings']
+    assert (st['recipe'], st['wd'], st['wd_kind'], st['label_smoothing'], st['anneal']) == ('seed', 1e-4, 'L2 (Adam weight_decay)', 0., 'linear')
+    assert st['lr_min'] == pytest.approx(st['lr_max']/100) and s['lr_source'].endswith('LRMIN = LRMAX/100')
+    lrs = [float(r['lr']) for r in read_csv(out/'schedule.csv')]
+    assert lrs[0] == pytest.approx(st['lr_min']) and max(lrs) <= st['lr_max']*(1+1e-6) and min(lrs) >= st['lr_min']*(1-1e-6)
+    assert 0 <= s['valid_accuracy'] <= 1 and json.loads((out/'config.json').read_text())['recipe'] == 'seed' # a resume keeps it
