@@ -104,6 +104,16 @@ def norm_bias_groups(model)->list:
     ps = [p for p in model.parameters() if p.requires_grad]
     return [L(p for p in ps if id(p) not in nb), L(p for p in ps if id(p) in nb)]
 
+def _groups(params)->list:
+    "`params` as a list of lists: the parameter groups of a splitter, or one group"
+    gs = L(params)
+    return [list(g) for g in gs] if len(gs) and is_listy(gs[0]) else [list(gs)]
+
+def _torch_opt(cls, gs:list, fused:bool=None):
+    "`cls` fused (the whole update in one kernel) where torch has that kernel for the parameters' device, else foreach (a few kernels over all tensors)"
+    if fused is None: fused = all(p.device.type in ('cuda', 'cpu') for g in gs for p in g)
+    return partial(cls, fused=True) if fused else partial(cls, foreach=True)
+
 class AdamW(OptimWrapper):
     "torch's `AdamW` in fastai's `OptimWrapper`; with several param groups, `wd` never reaches the last one"
     def set_hyper(self, k, v):
@@ -120,14 +130,9 @@ def adamw(params, # parameter groups (the last one gets no weight decay), or one
           fused:bool=None, # one fused kernel per step; default: where torch has one (CUDA, the CPU)
          )->AdamW:
     "fastai `Adam`'s update as torch's fused (else multi-tensor) `AdamW`: the `opt_func` of `cifar_learner`"
-    gs = L(params)
-    gs = [list(g) for g in gs] if len(gs) and is_listy(gs[0]) else [list(gs)]
-    ps = [p for g in gs for p in g]
-    if fused is None: fused = all(p.device.type in ('cuda', 'cpu') for p in ps)
+    gs = _groups(params)
     wds = [wd]*(len(gs)-1) + [0. if len(gs) > 1 else wd]
-    groups = [dict(params=g, weight_decay=w) for g,w in zip(gs, wds)]
-    # fused: the whole update in one kernel; else foreach: a few kernels over all tensors at once
-    return AdamW(groups, partial(torch.optim.AdamW, fused=True) if fused else partial(torch.optim.AdamW, foreach=True),
+    return AdamW([dict(params=g, weight_decay=w) for g,w in zip(gs, wds)], _torch_opt(torch.optim.AdamW, gs, fused),
                  convert_groups=False, lr=lr, betas=tuple(betas), eps=eps)
 
 # %% ../nbs/02_learner.ipynb #02-learn-recipe
@@ -138,10 +143,8 @@ def adam_l2(params, # parameter groups, or one list of parameters: all get the s
             fused:bool=None, # one fused kernel per step; default: where torch has one (CUDA, the CPU)
            )->OptimWrapper:
     "torch's `Adam` with L2 weight decay, as the original notebook trains: the `opt_func` of `recipe='seed'`"
-    gs = L(params)
-    gs = [list(g) for g in gs] if len(gs) and is_listy(gs[0]) else [list(gs)]
-    if fused is None: fused = all(p.device.type in ('cuda', 'cpu') for g in gs for p in g)
-    return OptimWrapper([dict(params=g) for g in gs], partial(torch.optim.Adam, fused=True) if fused else partial(torch.optim.Adam, foreach=True),
+    gs = _groups(params)
+    return OptimWrapper([dict(params=g) for g in gs], _torch_opt(torch.optim.Adam, gs, fused),
                         convert_groups=False, lr=lr, betas=tuple(betas), eps=eps, weight_decay=wd)
 
 RECIPES = {
