@@ -93,6 +93,7 @@ def check_archive(archive:Path)->list:
                 if len(members) > MAX_MEMBERS:
                     raise UserError(f"archive {archive} has more than {MAX_MEMBERS:,} members (at {m.name!r}), the limit for CIFAR-10; {refuse}")
             end = getattr(tf, 'era_s10_end', None)
+            while tf.fileobj.read(2**20): pass # on to the end, where gzip checks its CRC: tarfile stops at the end marker
     except _ARCHIVE_ERRORS as e:
         raise UserError(f"cannot read archive {archive} ({_why(e)}): pass a valid .tgz/.tar.gz/.tar file or an unpacked folder") from None
     if files & dirs: # tarfile would keep the file, or fail, depending on the order
@@ -221,6 +222,11 @@ def report_unreadable(split_dir:Path, bad:list, strict:bool=False, max_list:int=
     if strict: raise UserError(msg + ": remove or replace them, or drop --strict to skip them")
     warnings.warn(msg + " (skipped; pass --strict to make this an error)", UnreadableImagesWarning, stacklevel=2)
 
+def _no_images(split_dir:Path, bad:list)->UserError:
+    # one line, not a warning about the unreadable files and then this error
+    n = f" ({len(bad)} unreadable file(s), such as {bad[0]})" if bad else ""
+    return UserError(f"no readable images in {split_dir}{n}: add 32x32 image files to its class folders")
+
 def _decode_folder(split_dir:Path)->tuple:
     xs, ys, bad = [], [], []
     for f,i in progress_bar(_class_files(Path(split_dir)), leave=False):
@@ -234,8 +240,8 @@ def read_image_folder(split_dir:Path, # a `train/` or `test/` folder with one su
                      )->tuple:
     "Decode every image under `split_dir` to `(x (N,3,32,32) uint8, y (N,) int64)`"
     x, y, bad = _decode_folder(split_dir)
+    if not len(y): raise _no_images(split_dir, bad)
     report_unreadable(split_dir, bad, strict)
-    if not len(y): raise UserError(f"no readable images in {split_dir}: add 32x32 image files to its class folders")
     return x, y
 
 # %% ../nbs/01_data.ipynb #01-data-027
@@ -315,8 +321,8 @@ def load_split(root:Path, # a folder from `cifar_root`
             for f,a in ((fx,x),(fy,y)):
                 tmp = f.with_suffix('.tmp.npy'); np.save(tmp, a); tmp.replace(f)
             tmp = meta.with_suffix('.tmp'); tmp.write_text(json.dumps(dict(key=key, n=len(y), skipped=[str(o) for o in bad]))); tmp.replace(meta)
+    if not len(y): raise _no_images(root/split, bad)
     report_unreadable(root/split, bad, strict)
-    if not len(y): raise UserError(f"no readable images in {root/split}: add 32x32 image files to its class folders")
     return x, y
 
 # %% ../nbs/01_data.ipynb #01-data-032

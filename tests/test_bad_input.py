@@ -182,3 +182,13 @@ def test_evaluate_and_predict_bad_input(tmp_path, capsys):
     assert 'is 64x64' in run('predict', rd, tmp_path/'big.png')
     torch.save({'not': torch.zeros(1)}, rd/'model.pth')
     assert 'is not a CustomResNet state_dict' in run('predict', rd, tmp_path/'big.png')
+
+
+def test_only_unreadable_images_is_one_line(folder, capsys):
+    "A split with no readable image: one error line that counts the unreadable files, not a warning and then an error"
+    src = folder(n_per_class=1)
+    for f in (src/'train').rglob('*.png'): f.write_bytes(b'not an image')
+    with pytest.raises(SystemExit) as e: main(['train', '--data', str(src), '--epochs', '1', '--device', 'cpu'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"era-s10: error: no readable images in {src/'train'} (10 unreadable file(s), such as "), err
