@@ -418,7 +418,11 @@ def cifar10_arrays(source=None, # None for fastai's download, or a folder, an ar
                   )->dict:
     "Cached arrays of the train split and, if there is one, the test split: `dict(root, train=(x,y), test=(x,y)|None)`"
     root = cifar_root(source, extract_to)
-    return dict(root=root, train=load_split(root, 'train', strict), test=load_split(root, 'test', strict))
+    # warnings (unreadable files) only once both splits have loaded: a warning and then an error would be two lines
+    with warnings.catch_warnings(record=True) as ws:
+        res = dict(root=root, train=load_split(root, 'train', strict), test=load_split(root, 'test', strict))
+    for w in ws: warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return res
 
 # %% ../nbs/01_data.ipynb #01-data-050
 def cifar10_dls(source=None, # None for fastai's download, or a folder, an archive, or `cifar-10-batches-py`

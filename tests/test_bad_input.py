@@ -192,3 +192,14 @@ def test_only_unreadable_images_is_one_line(folder, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1, err
     assert err[0].startswith(f"era-s10: error: no readable images in {src/'train'} (10 unreadable file(s), such as "), err
+
+
+def test_warning_then_error_is_one_line(folder, capsys):
+    "Unreadable files in train/ and an error in test/: the error alone, not the warning about train/ before it"
+    src = folder(n_per_class=2, n_test=1)
+    (src/'train'/'cat'/'0000.png').write_bytes(b'not an image')
+    for f in (src/'test').rglob('*.png'): f.unlink()
+    with pytest.raises(SystemExit) as e: main(['train', '--data', str(src), '--epochs', '1', '--device', 'cpu'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0] == f"era-s10: error: no images in {src/'test'}: add image files to its class folders", err

@@ -9,7 +9,7 @@ examples per source instead, for a longer fuzzing session."""
 import contextlib, io, os, pickle, shutil, tarfile, tempfile, warnings
 from pathlib import Path
 import numpy as np, pytest
-from hypothesis import given, settings, HealthCheck, strategies as st
+from hypothesis import event, given, settings, HealthCheck, strategies as st
 from PIL import Image
 from fastai.data.external import fastai_cfg
 from era_s10.data import cifar10_dls, UserError, UnreadableImagesWarning, CIFAR10_CLASSES
@@ -80,6 +80,7 @@ def check_source(src:Path, base:Path, want):
     assert sum(issubclass(o.category, UnreadableImagesWarning) for o in w) <= 2 # at most one per split
     assert _snapshot(base/'src', skip_cache=not is_archive) == before, 'wrote outside FASTAI_HOME'
     left = _leftovers(home)
+    event(f"{'folder' if not is_archive else src.suffix}: {'works' if err is None else 'UserError'}") # --hypothesis-show-statistics
     if err is not None:
         assert str(err).strip(), 'an empty error message'
         assert want is None, f'expected {len(want)} images, got UserError: {err}'
@@ -139,11 +140,12 @@ def make_image(kind:str, seed:int, size=(32,32), junk=b'')->tuple:
 @st.composite
 def image_trees(draw):
     "{split: {class: [(file name, kind, seed, size, junk)] or None for a missing class folder}}"
-    missing, wrong, bad = draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
+    # missing classes and wrong sizes in about a third of the trees each, unreadable files and empty folders in half
+    missing, wrong, bad, empty = draw(st.integers(0, 2)) == 0, draw(st.integers(0, 2)) == 0, draw(st.booleans()), draw(st.booleans())
     kinds = GOOD + (BAD if bad else []) + (['wrong_size'] if wrong else [])
     files = st.lists(st.tuples(st.sampled_from(['.png', '.jpg', '', '.bin']), st.sampled_from(kinds), st.integers(0, 2**16),
                                st.tuples(st.integers(1, 40), st.integers(1, 40)).filter(lambda s: s != (32,32)),
-                               st.binary(max_size=64)), max_size=3)
+                               st.binary(max_size=64)), min_size=0 if empty else 1, max_size=3)
     folder = st.one_of(st.none(), files) if missing else files
     tree = {'train': {c: draw(folder) for c in CIFAR10_CLASSES}}
     if draw(st.integers(0, 3)) == 0: tree['test'] = {c: draw(folder) for c in CIFAR10_CLASSES}
@@ -173,7 +175,7 @@ def write_image_tree(tree:dict, root:Path):
     return np.stack(want).transpose(0,3,1,2)
 
 
-@fuzz(40)
+@fuzz(100)
 @given(tree=image_trees(), how=st.sampled_from(['folder', 'tgz', 'tar']))
 def test_fuzz_image_folders(tmp_path_factory, tree, how):
     with _sandbox(tmp_path_factory) as base:
@@ -190,7 +192,7 @@ BATCH_FLAWS = ['missing', 'truncated', 'random', 'ragged_data', 'label_count', '
 def batch_sets(draw):
     "{file name: (flaw or None, rows, seed, protocol, junk)} for data_batch_1..5 and maybe test_batch"
     names = [f'data_batch_{i}' for i in range(1, 6)] + (['test_batch'] if draw(st.booleans()) else [])
-    flawed = draw(st.sets(st.sampled_from(names), max_size=2)) if draw(st.booleans()) else set()
+    flawed = draw(st.sets(st.sampled_from(names), min_size=1, max_size=2)) if draw(st.booleans()) else set()
     return {n: (draw(st.sampled_from(BATCH_FLAWS)) if n in flawed else None, draw(st.integers(1, 3)), draw(st.integers(0, 2**16)),
                 draw(st.sampled_from([2, 5])), draw(st.binary(max_size=64))) for n in names}
 
@@ -220,7 +222,7 @@ def write_batches(spec:dict, folder:Path):
     return np.concatenate(train + test) if ok else None
 
 
-@fuzz(40)
+@fuzz(100)
 @given(spec=batch_sets(), how=st.sampled_from(['folder', 'tgz', 'tar']))
 def test_fuzz_batches(tmp_path_factory, spec, how):
     with _sandbox(tmp_path_factory) as base:
@@ -277,7 +279,7 @@ def write_odd_archive(extra:list, arc:Path):
     return np.stack(want).transpose(0,3,1,2)
 
 
-@fuzz(40)
+@fuzz(100)
 @given(extra=odd_members())
 def test_fuzz_member_names(tmp_path_factory, extra):
     with _sandbox(tmp_path_factory) as base:
@@ -299,7 +301,7 @@ def good_archives(tmp_path_factory):
     return res, want
 
 
-@fuzz(40)
+@fuzz(100)
 @given(how=st.sampled_from(['tgz', 'tar']), damage=st.sampled_from(['random', 'truncated', 'overwritten']), data=st.data())
 def test_fuzz_archive_bytes(tmp_path_factory, good_archives, how, damage, data):
     archives, want = good_archives
@@ -321,10 +323,12 @@ def test_fuzz_archive_bytes(tmp_path_factory, good_archives, how, damage, data):
             warnings.simplefilter('always')
             try: got = cifar10_dls(arc, bs=4, device='cpu').train.xs.numpy()
             except UserError:
+                event(f'{how} {damage}: UserError')
                 assert _leftovers(home) == []
                 _cli_error(arc, base); assert _leftovers(home) == []
                 return
         assert len(_leftovers(home)) == 1
+        event(f'{how} {damage}: works')
         # tar has no checksum of the data, so a changed byte in a .tar can change an image's pixels; gzip's CRC catches it
         assert how == 'tar' or all(any((g == o).all() for o in want) for g in got)
         # but no image is lost without a word: fewer images only with a warning that names the unreadable files
