@@ -79,6 +79,7 @@ def check_source(src:Path, base:Path, want):
         except UserError as e: dls, err = None, e
     assert sum(issubclass(o.category, UnreadableImagesWarning) for o in w) <= 2 # at most one per split
     assert _snapshot(base/'src', skip_cache=not is_archive) == before, 'wrote outside FASTAI_HOME'
+    assert sorted(os.listdir(base)) == ['home', 'src'], os.listdir(base)
     left = _leftovers(home)
     event(f"{'folder' if not is_archive else src.suffix}: {'works' if err is None else 'UserError'}") # --hypothesis-show-statistics
     if err is not None:
@@ -86,7 +87,8 @@ def check_source(src:Path, base:Path, want):
         assert want is None, f'expected {len(want)} images, got UserError: {err}'
         assert left == [], f'left behind in {home/"data"}: {left}'
         _cli_error(src, base)
-        assert _snapshot(base/'src', skip_cache=not is_archive) == before and _leftovers(home) == [] and not (base/'run').exists()
+        assert _snapshot(base/'src', skip_cache=not is_archive) == before and _leftovers(home) == []
+        assert sorted(os.listdir(base)) == ['home', 'src'], os.listdir(base) # no run folder either
         return
     assert want is not None, f'expected a UserError, got {len(dls.train.xs)} images'
     got = dls.train.xs.numpy()
@@ -326,6 +328,7 @@ def test_fuzz_archive_bytes(tmp_path_factory, good_archives, how, damage, data):
                 event(f'{how} {damage}: UserError')
                 assert _leftovers(home) == []
                 _cli_error(arc, base); assert _leftovers(home) == []
+                assert sorted(os.listdir(base)) == ['home', 'src'] and os.listdir(base/'src') == [arc.name]
                 return
         assert len(_leftovers(home)) == 1
         event(f'{how} {damage}: works')
