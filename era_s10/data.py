@@ -6,8 +6,8 @@ Docs: https://era-s10.github.io/era_s10/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #01-data-002
 from __future__ import annotations
-import hashlib, io, json, os, pickle, tarfile, tempfile, warnings
-from pathlib import Path
+import hashlib, io, json, os, pickle, shutil, tarfile, tempfile, warnings, zlib
+from pathlib import Path, PurePosixPath
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from fastcore.basics import store_attr
@@ -23,10 +23,11 @@ from fasttransform import Transform
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'ARCHIVE_EXTS', 'UserError', 'is_archive', 'check_archive', 'extract_archive', 'download_cifar',
-           'cifar_root', 'read_image', 'UnreadableImagesWarning', 'report_unreadable', 'read_image_folder',
-           'read_cifar_batches', 'load_split', 'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'ArrayDL',
-           'cifar10_arrays', 'cifar10_dls', 'make_cifar_folder', 'show_samples']
+__all__ = ['CIFAR10_CLASSES', 'ARCHIVE_EXTS', 'MAX_MEMBER_BYTES', 'MAX_BATCH_BYTES', 'MAX_TOTAL_BYTES', 'MAX_MEMBERS',
+           'UserError', 'is_archive', 'check_archive', 'extract_archive', 'download_cifar', 'cifar_root', 'read_image',
+           'UnreadableImagesWarning', 'report_unreadable', 'read_image_folder', 'read_cifar_batches', 'load_split',
+           'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'ArrayDL', 'cifar10_arrays', 'cifar10_dls',
+           'make_cifar_folder', 'show_samples']
 
 # %% ../nbs/01_data.ipynb #01-data-005
 class UserError(Exception):
@@ -40,6 +41,11 @@ CIFAR10_CLASSES = ('airplane','automobile','bird','cat','deer','dog','frog','hor
 
 # %% ../nbs/01_data.ipynb #01-data-010
 ARCHIVE_EXTS = ('.tgz', '.tar.gz', '.tar')
+MAX_MEMBER_BYTES = 2**20 # one image file
+MAX_BATCH_BYTES = 2**26 # one of torchvision's batch files
+MAX_TOTAL_BYTES = 2**31 # everything the archive unpacks to
+MAX_MEMBERS = 100_000 # files and folders in the archive
+_BATCH_FILES = {f'data_batch_{i}' for i in range(1,6)} | {'test_batch'}
 
 def is_archive(p:Path)->bool:
     "Whether `p` names a tar archive we accept"
@@ -53,16 +59,47 @@ def _bad_member(m:tarfile.TarInfo)->str|None:
     if not (m.isfile() or m.isdir()): return 'a device or special file'
     return None
 
+def _skipped(m:tarfile.TarInfo)->bool: return '.era_s10_cache' in Path(m.name).parts # our old cache: rebuilt after unpacking
+def _size_limit(m:tarfile.TarInfo)->int: return MAX_BATCH_BYTES if Path(m.name).name in _BATCH_FILES else MAX_MEMBER_BYTES
+def _mib(n:int)->str: return f'{n/2**30:g} GiB' if n >= 2**30 else f'{n/2**20:g} MiB' if n >= 2**20 else f'{n:,} bytes'
+
+class _TarInfo(tarfile.TarInfo):
+    "Keeps why tarfile stopped reading headers: the end-of-archive marker, or a damaged or missing header"
+    @classmethod
+    def fromtarfile(cls, tf):
+        try: return super().fromtarfile(tf)
+        except tarfile.HeaderError as e: tf.era_s10_end = e; raise
+
+_ARCHIVE_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error) # what a damaged archive or a full disk raise
+def _why(e:Exception)->str: return (str(e).splitlines() or [type(e).__name__])[0].rstrip(':') or type(e).__name__
+
 def check_archive(archive:Path)->list:
-    "Members of `archive`, after refusing absolute paths, `..`, links and device files"
+    "Members of `archive`, from its headers, after refusing unsafe members, a damaged archive, and sizes over the limits"
+    members, total, files, dirs = [], 0, set(), set()
+    refuse = "refusing to extract it: unpack a trusted copy by hand and pass the folder"
     try:
-        with tarfile.open(archive) as tf: members = tf.getmembers()
-    except (tarfile.TarError, EOFError, OSError) as e:
-        why = (str(e).splitlines() or [type(e).__name__])[0].rstrip(':') # tarfile's message can run over several lines
-        raise UserError(f"cannot read archive {archive} ({why}): pass a valid .tgz/.tar.gz/.tar file or an unpacked folder") from None
-    for m in members:
-        why = _bad_member(m)
-        if why: raise UserError(f"archive {archive} has {why} ({m.name!r}); refusing to extract it: unpack a trusted copy by hand and pass the folder")
+        with tarfile.open(archive, tarinfo=_TarInfo) as tf:
+            for m in tf:
+                if _skipped(m): continue
+                why = _bad_member(m)
+                if why: raise UserError(f"archive {archive} has {why} ({m.name!r}); {refuse}")
+                if m.size > _size_limit(m):
+                    raise UserError(f"archive {archive} has a member of {m.size:,} bytes ({m.name!r}), over the {_mib(_size_limit(m))} limit for one CIFAR-10 file; {refuse}")
+                members.append(m); total += m.size
+                p = PurePosixPath(m.name)
+                (files if m.isfile() else dirs).add(p); dirs.update(p.parents)
+                if total > MAX_TOTAL_BYTES:
+                    raise UserError(f"archive {archive} unpacks to more than {_mib(MAX_TOTAL_BYTES)} (at {m.name!r}), the limit for CIFAR-10; {refuse}")
+                if len(members) > MAX_MEMBERS:
+                    raise UserError(f"archive {archive} has more than {MAX_MEMBERS:,} members (at {m.name!r}), the limit for CIFAR-10; {refuse}")
+            end = getattr(tf, 'era_s10_end', None)
+            while tf.fileobj.read(2**20): pass # on to the end, where gzip checks its CRC: tarfile stops at the end marker
+    except _ARCHIVE_ERRORS as e:
+        raise UserError(f"cannot read archive {archive} ({_why(e)}): pass a valid .tgz/.tar.gz/.tar file or an unpacked folder") from None
+    if files & dirs: # tarfile would keep the file, or fail, depending on the order
+        raise UserError(f"archive {archive} has {str(min(files & dirs))!r} both as a file and as a folder; {refuse}")
+    if not isinstance(end, tarfile.EOFHeaderError):
+        raise UserError(f"archive {archive} is truncated or damaged after {repr(members[-1].name) if members else 'its start'} (no end-of-archive marker): copy or download it again")
     return members
 
 # %% ../nbs/01_data.ipynb #01-data-013
@@ -70,8 +107,20 @@ def _archive_key(archive:Path)->str:
     st = archive.stat()
     return hashlib.sha1(f'{archive.resolve()}|{st.st_size}|{st.st_mtime_ns}'.encode()).hexdigest()[:10]
 
+def _unpack(archive:Path, dest:Path):
+    "Unpack the members of `archive` one by one into `dest`, counting the bytes really written"
+    n = 0
+    with tarfile.open(archive) as tf:
+        for m in tf:
+            if _skipped(m): continue
+            # folders' permissions stay as created: a read-only one would refuse the files that follow (as in `extractall`)
+            tf.extract(m, dest, set_attrs=not m.isdir(), filter='data')
+            if m.isfile(): n += os.lstat(dest/m.name).st_size
+            if n > MAX_TOTAL_BYTES: raise UserError(f"archive {archive} unpacked to more than {_mib(MAX_TOTAL_BYTES)} (at {m.name!r}), the limit for CIFAR-10; unpack a trusted copy by hand and pass the folder")
+
 def extract_archive(archive:Path, # a .tgz, .tar.gz or .tar holding `train/<class>/` (and optionally `test/`)
                     dest:Path=None, # where to unpack; default: fastai's data folder
+                    check=None, # called with the unpacked folder; if it raises, the folder is removed
                    )->Path:
     "Safely unpack `archive` once into `dest` and return the folder; reuse it while the archive is unchanged"
     archive = Path(archive)
@@ -83,10 +132,17 @@ def extract_archive(archive:Path, # a .tgz, .tar.gz or .tar holding `train/<clas
     check_archive(archive)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{dest.name}.', dir=dest.parent))
-    with tarfile.open(archive) as tf: tf.extractall(tmp, filter='data')
-    (tmp/'.era_s10_done').touch()
-    if dest.exists(): import shutil; shutil.rmtree(dest)
-    tmp.rename(dest)
+    try:
+        _unpack(archive, tmp)
+        if dest.exists(): shutil.rmtree(dest) # left unfinished by a killed run
+        tmp.rename(dest)
+        if check is not None: check(dest)
+        (dest/'.era_s10_done').touch()
+    except BaseException as e: # Ctrl-C too: nothing half-done stays behind
+        for d in (tmp, dest): shutil.rmtree(d, ignore_errors=True)
+        if isinstance(e, _ARCHIVE_ERRORS):
+            raise UserError(f"cannot unpack archive {archive} into {dest.parent} ({_why(e)}): check the archive and the free disk space, or unpack it by hand and pass the folder") from None
+        raise
     return dest
 
 # %% ../nbs/01_data.ipynb #01-data-016
@@ -113,7 +169,10 @@ def cifar_root(source=None, # None for fastai's download, or a folder, an archiv
     if not p.exists(): raise UserError(f"data path {p} does not exist: pass --data with a CIFAR-10 folder or .tgz archive")
     if p.is_file():
         if not is_archive(p): raise UserError(f"data path {p} is a file but not a .tgz/.tar.gz/.tar archive: pass a folder or an archive")
-        p = extract_archive(p, extract_to)
+        p = extract_archive(p, extract_to, check=_check_unpacked) # defined with `cifar10_arrays`: it decodes the splits
+    return _data_root(p)
+
+def _data_root(p:Path)->Path:
     if not any(p.iterdir()): raise UserError(f"data folder {p} is empty: put CIFAR-10 in it as train/<class>/*.png (optionally test/<class>/)")
     root = _find_root(p)
     if root is None: raise UserError(f"no train/ folder in {p}: point --data at a folder with train/<class>/ images (optionally test/<class>/)")
@@ -163,6 +222,11 @@ def report_unreadable(split_dir:Path, bad:list, strict:bool=False, max_list:int=
     if strict: raise UserError(msg + ": remove or replace them, or drop --strict to skip them")
     warnings.warn(msg + " (skipped; pass --strict to make this an error)", UnreadableImagesWarning, stacklevel=2)
 
+def _no_images(split_dir:Path, bad:list)->UserError:
+    # one line, not a warning about the unreadable files and then this error
+    n = f" ({len(bad)} unreadable file(s), such as {bad[0]})" if bad else ""
+    return UserError(f"no readable images in {split_dir}{n}: add 32x32 image files to its class folders")
+
 def _decode_folder(split_dir:Path)->tuple:
     xs, ys, bad = [], [], []
     for f,i in progress_bar(_class_files(Path(split_dir)), leave=False):
@@ -176,8 +240,8 @@ def read_image_folder(split_dir:Path, # a `train/` or `test/` folder with one su
                      )->tuple:
     "Decode every image under `split_dir` to `(x (N,3,32,32) uint8, y (N,) int64)`"
     x, y, bad = _decode_folder(split_dir)
+    if not len(y): raise _no_images(split_dir, bad)
     report_unreadable(split_dir, bad, strict)
-    if not len(y): raise UserError(f"no readable images in {split_dir}: add 32x32 image files to its class folders")
     return x, y
 
 # %% ../nbs/01_data.ipynb #01-data-027
@@ -188,6 +252,16 @@ class _NumpyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self._ok: return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+
+def _batch_arrays(d:dict)->tuple:
+    "`(x, y)` of one unpickled batch; `ValueError` says what is wrong with it"
+    x, y = np.asarray(d['data']), np.asarray(d['labels'])
+    if x.dtype != np.uint8 and not (x.dtype.kind in 'iu' and x.size and 0 <= x.min() and x.max() <= 255):
+        raise ValueError(f"its data is {x.dtype}, not bytes 0-255")
+    if y.ndim != 1 or y.dtype.kind not in 'iu' or (len(y) and not (0 <= y.min() and y.max() <= 9)):
+        raise ValueError("its labels are not a list of integers 0-9")
+    if x.size != 3072*len(y): raise ValueError(f"it has {x.size:,} bytes of data for {len(y)} labels, not 3,072 per label")
+    return x.astype(np.uint8).reshape(-1,3,32,32), y.astype(np.int64)
 
 def read_cifar_batches(folder:Path, # torchvision's `cifar-10-batches-py` folder
                        split:str='train', # 'train' (data_batch_1..5) or 'test' (test_batch)
@@ -201,10 +275,10 @@ def read_cifar_batches(folder:Path, # torchvision's `cifar-10-batches-py` folder
             if split=='test': return None
             raise UserError(f"{folder} lacks {n}: it must hold torchvision's data_batch_1..5 (and optionally test_batch)")
         try:
-            with open(f, 'rb') as fh: d = _NumpyUnpickler(fh, encoding='latin1').load()
-            xs.append(np.asarray(d['data'], dtype=np.uint8).reshape(-1,3,32,32)); ys.append(np.asarray(d['labels'], dtype=np.int64))
-        except (pickle.UnpicklingError, KeyError, ValueError, EOFError, TypeError) as e:
-            raise UserError(f"{f} is not a CIFAR-10 batch file ({e}): use torchvision's original cifar-10-batches-py files") from None
+            with open(f, 'rb') as fh: x, y = _batch_arrays(_NumpyUnpickler(fh, encoding='latin1').load())
+        except Exception as e: # a damaged pickle raises anything from EOFError to AttributeError or OverflowError
+            raise UserError(f"{f} is not a CIFAR-10 batch file ({type(e).__name__}: {_why(e)}): use torchvision's original cifar-10-batches-py files") from None
+        xs.append(x); ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
 
 # %% ../nbs/01_data.ipynb #01-data-029
@@ -247,8 +321,8 @@ def load_split(root:Path, # a folder from `cifar_root`
             for f,a in ((fx,x),(fy,y)):
                 tmp = f.with_suffix('.tmp.npy'); np.save(tmp, a); tmp.replace(f)
             tmp = meta.with_suffix('.tmp'); tmp.write_text(json.dumps(dict(key=key, n=len(y), skipped=[str(o) for o in bad]))); tmp.replace(meta)
+    if not len(y): raise _no_images(root/split, bad)
     report_unreadable(root/split, bad, strict)
-    if not len(y): raise UserError(f"no readable images in {root/split}: add 32x32 image files to its class folders")
     return x, y
 
 # %% ../nbs/01_data.ipynb #01-data-032
@@ -331,13 +405,24 @@ class _ArrayItem:
     def __init__(self, x): self.x = x
     def __call__(self, i): return self.x[i].transpose(1,2,0) if isinstance(i, (int, np.integer)) else i
 
+def _check_unpacked(d:Path):
+    "Decode (and cache) the splits of a freshly unpacked archive `d`: `extract_archive` removes it if this fails"
+    root = _data_root(d)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UnreadableImagesWarning) # the load that follows warns, from the cache
+        for split in ('train', 'test'): load_split(root, split)
+
 def cifar10_arrays(source=None, # None for fastai's download, or a folder, an archive, or `cifar-10-batches-py`
                    strict:bool=False, # error on unreadable image files instead of skipping them
                    extract_to:Path=None, # where an archive is unpacked; default: fastai's data folder
                   )->dict:
     "Cached arrays of the train split and, if there is one, the test split: `dict(root, train=(x,y), test=(x,y)|None)`"
     root = cifar_root(source, extract_to)
-    return dict(root=root, train=load_split(root, 'train', strict), test=load_split(root, 'test', strict))
+    # warnings (unreadable files) only once both splits have loaded: a warning and then an error would be two lines
+    with warnings.catch_warnings(record=True) as ws:
+        res = dict(root=root, train=load_split(root, 'train', strict), test=load_split(root, 'test', strict))
+    for w in ws: warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return res
 
 # %% ../nbs/01_data.ipynb #01-data-050
 def cifar10_dls(source=None, # None for fastai's download, or a folder, an archive, or `cifar-10-batches-py`

@@ -9,6 +9,8 @@ import pytest
 FASTAI_HOME = Path(tempfile.mkdtemp(prefix='era_s10_fastai_home_'))
 os.environ['FASTAI_HOME'] = str(FASTAI_HOME)
 os.environ['MPLBACKEND'] = 'Agg'
+# hypothesis (tests/test_fuzz.py) keeps caches in ./.hypothesis unless told otherwise: keep them out of the repo too
+os.environ['HYPOTHESIS_STORAGE_DIRECTORY'] = str(FASTAI_HOME/'hypothesis')
 
 CLI = [sys.executable, '-m', 'era_s10.cli']
 

@@ -182,3 +182,24 @@ def test_evaluate_and_predict_bad_input(tmp_path, capsys):
     assert 'is 64x64' in run('predict', rd, tmp_path/'big.png')
     torch.save({'not': torch.zeros(1)}, rd/'model.pth')
     assert 'is not a CustomResNet state_dict' in run('predict', rd, tmp_path/'big.png')
+
+
+def test_only_unreadable_images_is_one_line(folder, capsys):
+    "A split with no readable image: one error line that counts the unreadable files, not a warning and then an error"
+    src = folder(n_per_class=1)
+    for f in (src/'train').rglob('*.png'): f.write_bytes(b'not an image')
+    with pytest.raises(SystemExit) as e: main(['train', '--data', str(src), '--epochs', '1', '--device', 'cpu'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"era-s10: error: no readable images in {src/'train'} (10 unreadable file(s), such as "), err
+
+
+def test_warning_then_error_is_one_line(folder, capsys):
+    "Unreadable files in train/ and an error in test/: the error alone, not the warning about train/ before it"
+    src = folder(n_per_class=2, n_test=1)
+    (src/'train'/'cat'/'0000.png').write_bytes(b'not an image')
+    for f in (src/'test').rglob('*.png'): f.unlink()
+    with pytest.raises(SystemExit) as e: main(['train', '--data', str(src), '--epochs', '1', '--device', 'cpu'])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1, err
+    assert err[0] == f"era-s10: error: no images in {src/'test'}: add image files to its class folders", err
