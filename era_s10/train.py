@@ -256,7 +256,7 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
     cfg['precision'] = learn.precision
     if resume is None: rf.write_config(cfg)
     learn.run_folder = rf
-    return learn, cfg, dict(compile=compile, start=time.perf_counter(), resumed_at_epoch=rf.epochs_done() if resume is not None else None)
+    return learn, cfg, dict(compile=compile, start=time.perf_counter()) # facts of this process, for the summary
 
 def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
     "Phase 2: LRMIN and LRMAX from `learn.lr_find()` into `cfg` and `config.json`, and the curve into `lr_find.csv`"
