@@ -177,12 +177,16 @@ def write_image_tree(tree:dict, root:Path):
     return np.stack(want).transpose(0,3,1,2)
 
 
+def check_written(tmp_path_factory, write, spec, name:str, how:str):
+    "Write `spec` into the source folder `name` with `write`, pack it as `how` and check the source"
+    with _sandbox(tmp_path_factory) as base:
+        want = write(spec, base/'src'/name)
+        check_source(_pack(base/'src'/name, base/'src', name, how), base, want)
+
+
 @fuzz(100)
 @given(tree=image_trees(), how=st.sampled_from(['folder', 'tgz', 'tar']))
-def test_fuzz_image_folders(tmp_path_factory, tree, how):
-    with _sandbox(tmp_path_factory) as base:
-        want = write_image_tree(tree, base/'src'/'cifar10')
-        check_source(_pack(base/'src'/'cifar10', base/'src', 'cifar10', how), base, want)
+def test_fuzz_image_folders(tmp_path_factory, tree, how): check_written(tmp_path_factory, write_image_tree, tree, 'cifar10', how)
 
 
 # ---- cifar-10-batches-py ----
@@ -226,10 +230,7 @@ def write_batches(spec:dict, folder:Path):
 
 @fuzz(100)
 @given(spec=batch_sets(), how=st.sampled_from(['folder', 'tgz', 'tar']))
-def test_fuzz_batches(tmp_path_factory, spec, how):
-    with _sandbox(tmp_path_factory) as base:
-        want = write_batches(spec, base/'src'/'cifar-10-batches-py')
-        check_source(_pack(base/'src'/'cifar-10-batches-py', base/'src', 'cifar-10-batches-py', how), base, want)
+def test_fuzz_batches(tmp_path_factory, spec, how): check_written(tmp_path_factory, write_batches, spec, 'cifar-10-batches-py', how)
 
 
 # ---- archives of odd members ----
