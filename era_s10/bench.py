@@ -8,7 +8,7 @@ Docs: https://era-s10.github.io/era_s10/bench.html.md"""
 
 # %% ../nbs/05_bench.ipynb #05-bench-002
 from __future__ import annotations
-import contextlib, inspect, itertools, json, math, os, statistics, tempfile, time
+import contextlib, itertools, json, math, os, statistics, tempfile, time
 from pathlib import Path
 import torch, torch.nn.functional as F
 from PIL import Image
@@ -392,14 +392,13 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         # torch.compile: on CUDA each mode, on the CPU the default one
         if S['compile']:
             res['compile'] = {}
-            eager_run = bare_loop(ready, precision=prec, warm=1)
             for mode in (['default', 'max-autotune-no-cudagraphs', 'reduce-overhead'] if dev.type == 'cuda' else ['default']):
                 try:
                     ctx, cache = _cold_compile_cache(tmp/f'inductor-{mode}')
                     with ctx:
-                        comp_run = bare_loop(ready, precision=prec, compile=True if mode == 'default' else mode)
+                        comp_run = bare_loop(ready, precision=prec, compile=mode)
                         t = time.perf_counter(); comp_run(2); compile_s = time.perf_counter() - t # compiles on the first step
-                        T = interleaved(dict(compiled=lambda: comp_run(n), eager=lambda: eager_run(n)), R)
+                        T = interleaved(dict(compiled=lambda: comp_run(n), eager=lambda: bare_ready(n)), R) # eager: (b)'s loop
                     c, eager, ratio = compare_rounds(T, 'compiled', 'eager')
                     res['compile'][mode] = dict(eager=eager, compiled=c, compile_s=compile_s, cache=cache, speedup=ratio, timings=T, error=None)
                     rows.append(_row(f"torch.compile ({mode}) vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c, eager, ratio, ('>', 1),
