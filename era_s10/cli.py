@@ -1,4 +1,4 @@
-"""`era-s10 train | evaluate | predict | report | bench`: the experiment from a shell, with one-line errors for bad input.
+"""`era-s10 train | evaluate | predict | export | report | bench`: the experiment from a shell, with one-line errors for bad input.
 
 Docs: https://era-s10.github.io/era_s10/cli.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://era-s10.github.io/era_s10/cli.html.md"""
 
 # %% ../nbs/04_cli.ipynb #04-cli-002
 from __future__ import annotations
-import argparse, json, os, sys, warnings
+import argparse, json, os, sys, time, warnings
 from pathlib import Path
 # fastai decorates a few functions with `torch.jit.script` at import, which recent torch flags with a FutureWarning
 # that says nothing to a user of this command
@@ -50,42 +50,66 @@ def _seeds(s):
     except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a comma-separated list of integers, e.g. 0,1,2")
 
 # %% ../nbs/04_cli.ipynb #04-cli-006
+class _Help(argparse.HelpFormatter):
+    "Each option's help ends with its default, unless the help already says what it is"
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if not action.option_strings or 'default' in h or action.default is argparse.SUPPRESS: return h
+        return h + (' (default: off)' if action.default is False else ' (default: %(default)s)')
+
+_DEVICE = dict(default='auto', choices=['auto','cuda','cpu'], help="where to run: 'auto' is CUDA when there is a GPU, else the CPU")
+_RUN_PREC = dict(choices=['bf16','fp16','fp32'], help="autocast precision (default: the run's where this device runs it, else fp32)")
+
 def make_parser()->argparse.ArgumentParser:
     "The `era-s10` argument parser"
     p = _Parser(prog='era-s10', description='ERA Session 10: CustomResNet on CIFAR-10 with the one-cycle policy')
     sub = p.add_subparsers(dest='cmd', required=True, parser_class=_Parser)
-    t = sub.add_parser('train', help='run the experiment into a new run folder')
+    cmd = lambda name, help: sub.add_parser(name, help=help, description=help, formatter_class=_Help)
+    t = cmd('train', 'run the experiment into a new run folder')
     t.add_argument('--data', help='CIFAR-10 folder, .tgz/.tar archive or cifar-10-batches-py (default: fastai download)')
-    t.add_argument('--epochs', type=_pos_int, default=24)
-    t.add_argument('--bs', type=_pos_int, default=512)
-    t.add_argument('--lr-min', type=_pos_float, help='skip the LR finder (give --lr-max too)')
-    t.add_argument('--lr-max', type=_pos_float)
+    t.add_argument('--epochs', type=_pos_int, default=24, help='epochs of the one cycle')
+    t.add_argument('--bs', type=_pos_int, default=512, help='batch size')
+    t.add_argument('--lr-min', type=_pos_float, help='LRMIN: skip the LR finder, give --lr-max too (default: from the LR finder)')
+    t.add_argument('--lr-max', type=_pos_float, help='LRMAX, the peak LR (default: from the LR finder)')
     t.add_argument('--lr-find-its', type=_pos_int, default=100, help='iterations of the LR range test')
-    t.add_argument('--seed', type=int, default=42)
-    t.add_argument('--seeds', type=_seeds, help='comma-separated seeds: one run each, plus seeds.json')
-    t.add_argument('--device', default='auto', choices=['auto','cuda','cpu'])
-    t.add_argument('--precision', default='auto', choices=['auto','bf16','fp16','fp32'])
+    t.add_argument('--seed', type=int, default=42, help='seed of the training draws; the held-out validation split is always drawn with seed 42')
+    t.add_argument('--seeds', type=_seeds, help='comma-separated seeds: one run each, plus seeds.json (default: one run, --seed)')
+    t.add_argument('--device', **_DEVICE)
+    t.add_argument('--precision', default='auto', choices=['auto','bf16','fp16','fp32'], help="autocast precision: 'auto' is bf16 where the device has it natively, else fp16 on CUDA and fp32 on the CPU")
     t.add_argument('--recipe', default='default', choices=['default', 'seed'], help="'seed': the original notebook's Adam (L2 wd 1e-4), plain cross-entropy, LRMIN = LRMAX/100, linear one cycle")
     t.add_argument('--wd', type=float, help="weight decay (default: the recipe's, 0.5 decoupled or 1e-4 L2 for seed)")
     t.add_argument('--label-smoothing', type=_fraction, help="of the cross-entropy loss, 0 for none (default: the recipe's, 0.2 or 0 for seed)")
-    t.add_argument('--subset', type=_pos_int, help='first N training images of a fixed shuffle')
+    t.add_argument('--subset', type=_pos_int, help='train on the first N images of a fixed shuffle (default: all)')
     t.add_argument('--out', default='runs/run', help='run folder (a numbered sibling if it holds files)')
-    t.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run at its next epoch')
+    t.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run at its next epoch (default: a new run)')
     t.add_argument('--strict', action='store_true', help='unreadable image files are an error, not skipped')
-    t.add_argument('--no-plots', action='store_true')
+    t.add_argument('--no-plots', action='store_true', help='write no PNGs')
     t.add_argument('--compile', action='store_true', help='torch.compile the model (slow start; pays off on long GPU runs)')
-    e = sub.add_parser('evaluate', help='loss and accuracy of a saved run')
-    e.add_argument('run_dir'); e.add_argument('--data'); e.add_argument('--tta', action='store_true', help='also flip TTA')
-    e.add_argument('--device', default='auto', choices=['auto','cuda','cpu']); e.add_argument('--bs', type=_pos_int, help="default: the run's")
-    e.add_argument('--precision', choices=['bf16','fp16','fp32'], help="default: the run's where this device runs it, else fp32")
-    pr = sub.add_parser('predict', help='class and softmax probability of image files')
-    pr.add_argument('run_dir'); pr.add_argument('images', nargs='+')
-    rp = sub.add_parser('report', help="rewrite a finished run's summary.json and plots from its folder")
-    rp.add_argument('run_dir'); rp.add_argument('--device', default='auto', choices=['auto','cuda','cpu'])
-    rp.add_argument('--no-plots', action='store_true')
-    b = sub.add_parser('bench', help='time the data pipeline and training steps on this machine')
+    e = cmd('evaluate', 'loss and accuracy of a saved run')
+    e.add_argument('run_dir', metavar='RUN_DIR', help='a finished run folder')
+    e.add_argument('--data', help="CIFAR-10 source to evaluate on (default: the run's data and validation split)")
+    e.add_argument('--tta', action='store_true', help='also flip TTA')
+    e.add_argument('--device', **_DEVICE)
+    e.add_argument('--bs', type=_pos_int, help="batch size (default: the run's)")
+    e.add_argument('--precision', **_RUN_PREC)
+    pr = cmd('predict', 'classes and softmax probabilities of image files and folders')
+    pr.add_argument('run_dir', metavar='RUN_DIR', help='a finished run folder')
+    pr.add_argument('paths', nargs='+', metavar='PATH', help='image files, or folders searched recursively for the formats PIL reads; other sizes are squished to 32x32')
+    pr.add_argument('--csv', metavar='FILE', help='write path, class, probability and the top-3 classes to this new CSV file (default: print path, class and probability)')
+    pr.add_argument('--bs', type=_pos_int, default=512, help='images per batch')
+    pr.add_argument('--device', **_DEVICE)
+    pr.add_argument('--precision', **_RUN_PREC)
+    pr.add_argument('--strict', action='store_true', help='unreadable image files are an error, not skipped')
+    x = cmd('export', "write the run's export.pkl (fastai's load_learner) and, with --onnx, model.onnx")
+    x.add_argument('run_dir', metavar='RUN_DIR', help='a finished run folder')
+    x.add_argument('--onnx', action='store_true', help="also model.onnx: input 'image' (batch,3,32,32) normalized with cifar_stats, output 'logits' (batch,10)")
+    rp = cmd('report', "rewrite a finished run's summary.json and plots from its folder")
+    rp.add_argument('run_dir', metavar='RUN_DIR', help='a finished run folder')
+    rp.add_argument('--device', **_DEVICE)
+    rp.add_argument('--no-plots', action='store_true', help='write no PNGs')
+    b = cmd('bench', 'time the data pipeline and training steps on this machine')
     b.add_argument('--data', help='CIFAR-10 folder or archive (default: fastai download)')
-    b.add_argument('--out', help='write the results to this JSON file')
+    b.add_argument('--out', help='write the results to this JSON file (default: print only)')
     b.add_argument('--quick', action='store_true', help='fewer and shorter measurements')
     return p
 
@@ -119,6 +143,18 @@ def _bench(a):
     run_bench(data=a.data, out=a.out, quick=a.quick) # prints its own table
     if a.out: print(f"benchmark results written to {a.out}")
 
+def _predict(a):
+    from era_s10.predict import predict_images, write_predictions, check_new_file
+    if a.csv: check_new_file(a.csv) # before the work, not after it
+    t0 = time.perf_counter()
+    rows = predict_images(a.run_dir, a.paths, bs=a.bs, device=a.device, precision=a.precision, strict=a.strict)
+    secs = time.perf_counter() - t0
+    if not a.csv:
+        for r in rows: print(f"{r['path']}\t{r['class']}\t{r['probability']:.4f}")
+        return
+    write_predictions(rows, a.csv)
+    print(f"{len(rows)} images in {secs:.2f} s ({len(rows)/secs:.0f} images/s, from loading the model to the last prediction): {a.csv}")
+
 def main(argv=None):
     "Entry point of the `era-s10` command"
     a = make_parser().parse_args(argv)
@@ -140,11 +176,13 @@ def _run(a):
         elif a.cmd == 'evaluate':
             from era_s10.train import evaluate_run
             print(json.dumps(evaluate_run(a.run_dir, data=a.data, tta=a.tta, device=a.device, bs=a.bs, precision=a.precision), indent=1))
-        elif a.cmd == 'predict':
-            from era_s10.train import predict_files
-            for f in a.images:
-                if not Path(f).is_file(): raise UserError(f"image {f} does not exist: pass paths of 32x32 image files")
-            for f, c, p in predict_files(a.run_dir, a.images): print(f'{f}\t{c}\t{p:.4f}')
+        elif a.cmd == 'predict': _predict(a)
+        elif a.cmd == 'export':
+            from era_s10.train import export_learner
+            print(f"{export_learner(a.run_dir)} written: load it with fastai's load_learner, from a trusted source only (it is a pickle)")
+            if a.onnx:
+                from era_s10.predict import export_onnx
+                print(f"{export_onnx(a.run_dir)} written: input 'image' (batch,3,32,32) normalized with cifar_stats, output 'logits' (batch,10)")
     except RunComplete as e:
         print(f"era-s10: {' '.join(str(e).split())}") # nothing to do is not an error
     except UserError as e:

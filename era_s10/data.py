@@ -6,28 +6,29 @@ Docs: https://era-s10.github.io/era_s10/data.html.md"""
 
 # %% ../nbs/01_data.ipynb #01-data-002
 from __future__ import annotations
-import hashlib, io, json, os, pickle, shutil, tarfile, tempfile, warnings, zlib
+import contextlib, hashlib, io, json, os, pickle, shutil, tarfile, tempfile, warnings, zlib
 from pathlib import Path, PurePosixPath
 import numpy as np, torch, torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from fastcore.basics import store_attr
 from fastai.data.external import untar_data, URLs, fastai_path
 from fastai.data.block import DataBlock, CategoryBlock
-from fastai.data.core import TfmdDL
+from fastai.data.core import TfmdDL, DataLoaders
 from fastai.data.transforms import RandomSplitter, Normalize
 from fastai.vision.data import ImageBlock
 from fastai.vision.core import PILImage, TensorImage
+from fastai.vision.augment import Resize
 from fastai.torch_core import TensorCategory
 from fastai.vision.all import cifar_stats
-from fasttransform import Transform
+from fasttransform import Transform, Pipeline
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'ARCHIVE_EXTS', 'MAX_MEMBER_BYTES', 'MAX_BATCH_BYTES', 'MAX_TOTAL_BYTES', 'MAX_MEMBERS',
-           'UserError', 'is_archive', 'check_archive', 'extract_archive', 'download_cifar', 'cifar_root', 'read_image',
-           'UnreadableImagesWarning', 'report_unreadable', 'read_image_folder', 'read_cifar_batches', 'load_split',
-           'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'ArrayDL', 'cifar10_arrays', 'cifar10_dls',
-           'make_cifar_folder', 'show_samples']
+           'READ_ERRORS', 'UserError', 'is_archive', 'check_archive', 'extract_archive', 'download_cifar', 'cifar_root',
+           'read_image', 'UnreadableImagesWarning', 'report_unreadable', 'read_image_folder', 'read_cifar_batches',
+           'load_split', 'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'ArrayDL', 'CifarDataLoaders',
+           'cifar10_arrays', 'cifar10_dls', 'empty_cifar_dls', 'make_cifar_folder', 'show_samples']
 
 # %% ../nbs/01_data.ipynb #01-data-005
 class UserError(Exception):
@@ -201,20 +202,27 @@ def _fingerprint(files:list)->str:
     return h.hexdigest()
 
 # %% ../nbs/01_data.ipynb #01-data-021
-def read_image(f:Path)->np.ndarray:
-    "Decode `f` to a `(32,32,3)` uint8 RGB array; raises `UserError` if it is not 32x32"
-    with Image.open(f) as im:
+def read_image(f, # an image file, or a PIL image
+               resize:bool=False, # resize other sizes to 32x32 (for prediction) instead of raising `UserError`
+              )->np.ndarray:
+    "Decode `f` to a `(32,32,3)` uint8 RGB array; raises `UserError` if it is not 32x32 and `resize` is off"
+    with (contextlib.nullcontext(f) if isinstance(f, Image.Image) else Image.open(f)) as im:
         im.load()
-        if im.size != (32,32): raise UserError(f"image {f} is {im.size[0]}x{im.size[1]}, CIFAR-10 images are 32x32: resize the data to 32x32 first")
+        if im.size != (32,32):
+            if not resize: raise UserError(f"image {f} is {im.size[0]}x{im.size[1]}, CIFAR-10 images are 32x32: resize the data to 32x32 first")
+            im = im.convert('RGB').resize((32,32), Image.Resampling.BILINEAR) # as fastai's `Resize(32, method='squish')`
         if im.mode.startswith('I;16'): # 16-bit grey: PIL's convert would clip at 255, so scale to 8 bits instead
             g = ((np.asarray(im).astype(np.uint32)*255 + 32767)//65535).astype(np.uint8)
             return np.repeat(g[...,None], 3, -1)
         return np.asarray(im.convert('RGB'))
 
+READ_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) # what PIL raises on a bad file
+
 class UnreadableImagesWarning(UserWarning):
     "Some image files could not be decoded and were skipped"
 
-def report_unreadable(split_dir:Path, bad:list, strict:bool=False, max_list:int=20):
+def report_unreadable(split_dir, # where they are: a folder, or a description such as the paths given to predict
+                      bad:list, strict:bool=False, max_list:int=20):
     "Warn once (or raise `UserError` if `strict`) about the unreadable files `bad` in `split_dir`"
     if not bad: return
     names = ', '.join(str(o) for o in bad[:max_list]) + (f' and {len(bad)-max_list} more' if len(bad) > max_list else '')
@@ -231,7 +239,7 @@ def _decode_folder(split_dir:Path)->tuple:
     xs, ys, bad = [], [], []
     for f,i in progress_bar(_class_files(Path(split_dir)), leave=False):
         try: xs.append(read_image(f)); ys.append(i)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError): bad.append(f)
+        except READ_ERRORS: bad.append(f)
     x = np.stack(xs).transpose(0,3,1,2).copy() if xs else np.zeros((0,3,32,32), np.uint8)
     return x, np.array(ys, dtype=np.int64), bad
 
@@ -400,10 +408,26 @@ class ArrayDL(TfmdDL):
         return super().new(dataset, cls, **{'xs':self.xs, 'ys':self.ys, **kwargs})
 
 # %% ../nbs/01_data.ipynb #01-data-048
-class _ArrayItem:
+class _ArrayItem(Transform):
     "`get_x`: an index into the cached array gives its image; anything else (a path, an image) passes through"
-    def __init__(self, x): self.x = x
-    def __call__(self, i): return self.x[i].transpose(1,2,0) if isinstance(i, (int, np.integer)) else i
+    def __init__(self, x=None): super().__init__(); self._x = x # private names: fastai gathers public attributes (`vocab`)
+    def encodes(self, i):
+        return self._x[i].transpose(1,2,0) if isinstance(i, (int, np.integer)) else i
+
+class _ArrayLabel(Transform):
+    "`get_y`: the class name of an index into the label array"
+    def __init__(self, y=None, vocab=None): super().__init__(); self._y, self._vocab = y, vocab
+    def encodes(self, i): return self._vocab[self._y[i]]
+
+class CifarDataLoaders(DataLoaders):
+    "fastai `DataLoaders` whose `new_empty` (what `Learner.export` pickles) keeps the transforms and vocab, not the images"
+    def new_empty(self):
+        res = super().new_empty()
+        for dl in res.loaders:
+            dl.xs = dl.ys = dl.gidx = None # `ArrayDL.new` passed the device copies of the whole data set on
+            for tl in dl.dataset.tls: # and the getters hold the numpy arrays: give the empty copy getters without them
+                tl.tfms = Pipeline([type(f)() if isinstance(f, (_ArrayItem, _ArrayLabel)) else f for f in tl.tfms.fs], split_idx=tl.tfms.split_idx)
+        return res
 
 def _check_unpacked(d:Path):
     "Decode (and cache) the splits of a freshly unpacked archive `d`: `extract_archive` removes it if this fails"
@@ -453,15 +477,28 @@ def cifar10_dls(source=None, # None for fastai's download, or a folder, an archi
         if not 0 < valid_pct < 1: raise UserError(f"valid_pct must be between 0 and 1, got {valid_pct}")
         xs, ys, items = xtr, ytr, list(map(int, tr))
         splitter = RandomSplitter(valid_pct, seed=seed)
+    dls = _array_dls(xs, ys, items, splitter, bs, device, arrs['root'], batch_tfms)
+    dls.valid_split = 'test' if te is not None else 'holdout'
+    return dls
+
+def _array_dls(xs, ys, items, splitter, bs, device, path, batch_tfms=None)->CifarDataLoaders:
+    from fastai.torch_core import default_device
     dev = torch.device(device) if device is not None else default_device()
     vocab = list(CIFAR10_CLASSES)
     dblock = DataBlock(blocks=(ImageBlock, CategoryBlock(vocab=vocab, sort=False)),
-                       get_x=_ArrayItem(xs), get_y=lambda i: vocab[ys[i]], splitter=splitter,
-                       batch_tfms=cifar_batch_tfms() if batch_tfms is None else batch_tfms)
-    dls = dblock.dataloaders(items, bs=bs, path=arrs['root'], dl_type=ArrayDL, device=dev,
+                       get_x=_ArrayItem(xs), get_y=_ArrayLabel(ys, vocab), splitter=splitter,
+                       # only items that are not indices (`test_dl` of files or images) go through `item_tfms`: `ArrayDL`
+                       # gathers whole batches. Other sizes are squished to 32x32 for prediction, as `read_image(resize=True)` does
+                       item_tfms=Resize(32, method='squish'), batch_tfms=cifar_batch_tfms() if batch_tfms is None else batch_tfms)
+    dls = dblock.dataloaders(items, bs=bs, path=path, dl_type=ArrayDL, device=dev,
                              xs=torch.from_numpy(xs).to(dev), ys=torch.from_numpy(ys).to(dev))
-    dls.valid_split = 'test' if te is not None else 'holdout'
-    return dls
+    return CifarDataLoaders(*dls.loaders, path=path, device=dev) # its `new_empty` leaves the images out of `learn.export`
+
+def empty_cifar_dls(device='cpu', # where `test_dl` batches go
+                   )->CifarDataLoaders:
+    "`DataLoaders` with `cifar10_dls`'s transforms and vocab but no images: what an exported or inference `Learner` needs"
+    x, y = np.zeros((2,3,32,32), np.uint8), np.arange(2)
+    return _array_dls(x, y, [0, 1], lambda o: ([0], [1]), 64, device, Path('.')).new_empty()
 
 # %% ../nbs/01_data.ipynb #01-data-053
 def make_cifar_folder(path:Path, # folder to create

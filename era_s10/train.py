@@ -1,4 +1,4 @@
-"""`train_run` runs the whole experiment into a run folder: LR range test, one cycle, logs, plots, weights and a `summary.json`; `evaluate_run`, `predict_files` and flip TTA use a saved run.
+"""`train_run` runs the whole experiment into a run folder: LR range test, one cycle, logs, plots, weights and a `summary.json`; `evaluate_run`, `inference_learner` (and the run's `export.pkl`) and flip TTA use a saved run.
 
 Docs: https://era-s10.github.io/era_s10/train.html.md"""
 
@@ -16,19 +16,17 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
 from fastai.interpret import ClassificationInterpretation
 from fastai.torch_core import set_seed
-from fastai.vision.all import cifar_stats
 import fastai
 from .model import CustomResNet, n_params
-from PIL import UnidentifiedImageError
-from .data import UserError, cifar10_dls, show_samples, read_image, CIFAR10_CLASSES
+from .data import UserError, cifar10_dls, empty_cifar_dls, show_samples, CIFAR10_CLASSES
 from .learner import (cifar_learner, recipe_settings, find_lrs, plot_lr_curve, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
                              load_checkpoint, TrainingDiverged, cpu_name, cpu_has_bf16)
 
 # %% auto #0
-__all__ = ['EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'RunFolder', 'plot_learning_curves',
-           'plot_schedule', 'resolve_device', 'per_class_accuracy', 'Interrupted', 'StopOnSignal', 'RunComplete',
-           'setup_run', 'lr_range_test', 'fit_run', 'report_run', 'report', 'train_run', 'load_run', 'evaluate_run',
-           'predict_files', 'train_seeds']
+__all__ = ['SPLIT_SEED', 'EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'RunFolder',
+           'plot_learning_curves', 'plot_schedule', 'resolve_device', 'load_run', 'inference_learner', 'export_learner',
+           'per_class_accuracy', 'Interrupted', 'StopOnSignal', 'RunComplete', 'setup_run', 'lr_range_test', 'fit_run',
+           'report_run', 'report', 'train_run', 'evaluate_run', 'train_seeds']
 
 # %% ../nbs/03_train.ipynb #03-train-005
 class EpochTimer(Callback):
@@ -99,7 +97,7 @@ def new_run_dir(out)->Path:
 class RunFolder:
     "The files of one run folder, by name: `rf.config`, `rf.checkpoint`, `rf.metrics`, ... are their paths"
     files = dict(config='config.json', checkpoint='checkpoint.pth', metrics='metrics.csv', schedule='schedule.csv',
-                 lr_find='lr_find.csv', model='model.pth', summary='summary.json')
+                 lr_find='lr_find.csv', model='model.pth', summary='summary.json', export='export.pkl', onnx='model.onnx')
     def __init__(self, path): self.path = Path(path).resolve() # absolute: fastai joins relative paths to `learn.path`
     def __getattr__(self, k):
         if k in RunFolder.files: return self.path/RunFolder.files[k]
@@ -182,6 +180,44 @@ def resolve_device(device:str='auto')->torch.device:
         raise UserError("--device cuda was asked for but no CUDA GPU is available: use --device cpu or auto")
     return torch.device(device)
 
+# %% ../nbs/03_train.ipynb #03-train-saved
+def load_run(run_dir)->tuple:
+    "`(model, summary)` of a run folder; the weights load with `weights_only=True`"
+    rd = Path(run_dir)
+    if not (rd/'model.pth').exists(): raise UserError(f"{rd} holds no model.pth: pass a finished run folder written by era-s10 train")
+    summ = json.loads((rd/'summary.json').read_text()) if (rd/'summary.json').exists() else {}
+    m = CustomResNet()
+    try: m.load_state_dict(torch.load(rd/'model.pth', map_location='cpu', weights_only=True))
+    except Exception as e: raise UserError(f"{rd/'model.pth'} is not a CustomResNet state_dict ({type(e).__name__}): pass a run folder written by era-s10 train") from None
+    return m.eval(), summ
+
+def _eval_precision(run_prec:str, dev)->str:
+    "The run's precision where `dev` can run it, else fp32"
+    if run_prec == 'fp16' and dev.type != 'cuda': return 'fp32'
+    if run_prec == 'bf16' and dev.type == 'cuda' and not torch.cuda.is_bf16_supported(): return 'fp32'
+    return run_prec
+
+def inference_learner(run_dir, # a finished run folder (`model.pth`)
+                      device='auto', # 'auto', 'cuda', 'cpu' or a `torch.device`
+                      precision:str=None, # default: the run's where `device` runs it, else fp32
+                     )->Learner:
+    "A `Learner` with the run's model and `empty_cifar_dls`, for `predict`, `get_preds(dl=learn.dls.test_dl(items))` and `export`"
+    model, summ = load_run(run_dir)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    run_prec = RunFolder(run_dir).read_config().get('precision') or summ.get('settings', {}).get('precision', 'fp32')
+    return cifar_learner(empty_cifar_dls(dev), model=model, path=Path(run_dir).resolve(), precision=precision or _eval_precision(run_prec, dev))
+
+def export_learner(run_dir, # a finished run folder
+                   device='auto', # where the exported `Learner` predicts; `load_learner(cpu=True)` moves it to the CPU
+                  )->Path:
+    "Write the run's `export.pkl` with fastai's `Learner.export`: the model and the transforms, no data"
+    rf = RunFolder(run_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore') # torch's warnings about pickling a whole module
+        inference_learner(rf.path, device).export(rf.export)
+    return rf.export
+
+
 # %% ../nbs/03_train.ipynb #03-train-027
 def per_class_accuracy(probs, targs, vocab=CIFAR10_CLASSES)->dict:
     "Accuracy of each class"
@@ -222,11 +258,15 @@ class StopOnSignal(Callback):
 class RunComplete(UserError):
     "`--resume` of a run that has nothing left to do"
 
+SPLIT_SEED = 42 # the held-out validation split is the same whatever `seed` a run trains with
+
+def _split_seed(cfg:dict)->int: return cfg.get('split_seed', cfg.get('seed', 42)) # runs from before `split_seed` split with their seed
+
 def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe)->dict:
     r = recipe_settings(recipe)
     return dict(data=None if data is None else str(Path(data).resolve()), epochs=epochs, bs=bs, lr_min=lr_min, lr_max=lr_max,
                 seed=seed, subset=subset, wd=r['wd'] if wd is None else wd, label_smoothing=r['label_smoothing'] if label_smoothing is None else label_smoothing,
-                precision=precision, valid_pct=valid_pct, recipe=recipe)
+                precision=precision, valid_pct=valid_pct, split_seed=SPLIT_SEED, recipe=recipe)
 
 def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float=None, lr_max:float=None, seed:int=42,
               device:str='auto', subset:int=None, wd:float=None, precision:str='auto', valid_pct:float=0.1,
@@ -245,7 +285,7 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
     _check_args(cfg['epochs'], cfg['bs'], cfg['lr_min'], cfg['lr_max'])
     dev = resolve_device(device)
     set_seed(cfg['seed'], reproducible=True)
-    dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=cfg['seed'], device=dev, subset=cfg['subset'], strict=strict)
+    dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=_split_seed(cfg), device=dev, subset=cfg['subset'], strict=strict)
     if len(dls.train)==0: raise UserError(f"--bs {cfg['bs']} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
     if resume is None: rf = RunFolder(new_run_dir(out))
     timer = EpochTimer()
@@ -272,7 +312,7 @@ def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
     return cfg
 
 def fit_run(learn:Learner, cfg:dict, start_epoch:int=0)->Learner:
-    "Phase 3: one cycle from `start_epoch` (after `load_checkpoint` on a resume) with the run's logs, then `model.pth`"
+    "Phase 3: one cycle from `start_epoch` (after `load_checkpoint` on a resume) with the run's logs, then `model.pth` and `export.pkl`"
     rf, n = learn.run_folder, len(learn.dls.train)
     if start_epoch == 0: rf.schedule.unlink(missing_ok=True)
     else: trim_schedule(rf.schedule, start_epoch*n)
@@ -287,6 +327,7 @@ def fit_run(learn:Learner, cfg:dict, start_epoch:int=0)->Learner:
             kept = (f"; {rf.checkpoint} keeps epoch {rf.epochs_done()}" if rf.checkpoint.exists() else "; no epoch finished, so there is no checkpoint")
             raise TrainingDiverged(str(e) + kept) from None
     torch.save(learn.model.state_dict(), rf.model)
+    export_learner(rf.path, device=learn.dls.device)
     return learn
 
 # %% ../nbs/03_train.ipynb #03-train-report
@@ -312,7 +353,7 @@ def report_run(learn:Learner, # the trained `Learner`, with `learn.run_folder` i
              **{k: cfg[k] for k in ('lr_suggestions',) if k in cfg},
              **({'resumed_at_epoch': proc['resumed_at_epoch']} if proc.get('resumed_at_epoch') is not None else {}),
              settings=dict(recipe=rcp, lr_min=cfg['lr_min'], lr_max=cfg['lr_max'], epochs=cfg['epochs'], bs=cfg['bs'], wd=cfg['wd'], wd_kind=r['wd_kind'],
-                           label_smoothing=cfg['label_smoothing'], seed=cfg['seed'], subset=cfg['subset'], valid_pct=cfg['valid_pct'],
+                           label_smoothing=cfg['label_smoothing'], seed=cfg['seed'], split_seed=_split_seed(cfg), subset=cfg['subset'], valid_pct=cfg['valid_pct'],
                            precision=cfg['precision'], pct_start=5/24, div=cfg['lr_max']/cfg['lr_min'], div_final=cfg['lr_max']/cfg['lr_min'],
                            anneal=r['anneal'], moms=[0.95,0.85,0.95]),
              valid_loss=float(F.cross_entropy(probs.clamp_min(1e-12).log(), targs)), valid_accuracy=acc, valid_accuracy_tta=acc_tta,
@@ -341,7 +382,7 @@ def report(run_dir, # a run folder with `model.pth` and `config.json`
     if not rf.model.exists() or not rf.config.exists():
         raise UserError(f"{rf.path} holds no model.pth and config.json: pass a run folder that era-s10 train finished (resume it first if it was interrupted)")
     cfg, dev = rf.read_config(), resolve_device(device)
-    dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=cfg['seed'], device=dev, subset=cfg['subset'])
+    dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=_split_seed(cfg), device=dev, subset=cfg['subset'])
     learn = cifar_learner(dls, model=load_run(rf.path)[0], path=rf.path, precision=_eval_precision(cfg['precision'], dev),
                           wd=cfg['wd'], label_smoothing=cfg.get('label_smoothing', 0.), recipe=cfg.get('recipe', 'default'))
     learn.run_folder = rf
@@ -396,22 +437,6 @@ def _clean_metrics(f)->list:
     return _read_csv(f)
 
 # %% ../nbs/03_train.ipynb #03-train-035
-def load_run(run_dir)->tuple:
-    "`(model, summary)` of a run folder; the weights load with `weights_only=True`"
-    rd = Path(run_dir)
-    if not (rd/'model.pth').exists(): raise UserError(f"{rd} holds no model.pth: pass a finished run folder written by era-s10 train")
-    summ = json.loads((rd/'summary.json').read_text()) if (rd/'summary.json').exists() else {}
-    m = CustomResNet()
-    try: m.load_state_dict(torch.load(rd/'model.pth', map_location='cpu', weights_only=True))
-    except Exception as e: raise UserError(f"{rd/'model.pth'} is not a CustomResNet state_dict ({type(e).__name__}): pass a run folder written by era-s10 train") from None
-    return m.eval(), summ
-
-def _eval_precision(run_prec:str, dev)->str:
-    "The run's precision where `dev` can run it, else fp32"
-    if run_prec == 'fp16' and dev.type != 'cuda': return 'fp32'
-    if run_prec == 'bf16' and dev.type == 'cuda' and not torch.cuda.is_bf16_supported(): return 'fp32'
-    return run_prec
-
 def evaluate_run(run_dir, # a run folder
                  data=None, # default: the run's own data and validation split
                  tta:bool=False, # also report flip-TTA accuracy
@@ -426,7 +451,7 @@ def evaluate_run(run_dir, # a run folder
     src = data if data is not None else cfg.get('data')
     dev = resolve_device(device)
     prec = precision or _eval_precision(st.get('precision', 'fp32'), dev)
-    dls = cifar10_dls(src, bs=bs or st.get('bs', 512), valid_pct=st.get('valid_pct', 0.1), seed=st.get('seed', 42), device=dev,
+    dls = cifar10_dls(src, bs=bs or st.get('bs', 512), valid_pct=st.get('valid_pct', 0.1), seed=_split_seed(st), device=dev,
                       subset=st.get('subset') if data is None else None)
     learn = cifar_learner(dls, model=model, path=Path(run_dir), precision=prec)
     with learn.no_bar(), learn.no_logging(): probs, targs = learn.get_preds()
@@ -437,18 +462,6 @@ def evaluate_run(run_dir, # a run folder
         res['accuracy_tta'] = float((pt.argmax(1)==targs).float().mean())
     return res
 
-def predict_files(run_dir, files:list)->list:
-    "`(file, class, probability)` for each image file, with softmax over the run's model"
-    model, _ = load_run(run_dir)
-    def _read(f):
-        try: return read_image(Path(f))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            raise UserError(f"cannot read image {f}: pass 32x32 PNG or JPEG files") from None
-    x = torch.from_numpy(np.stack([_read(f) for f in files])).permute(0,3,1,2).float()/255
-    m, s = [torch.tensor(o).view(1,3,1,1) for o in cifar_stats]
-    with torch.no_grad(): p = F.softmax(model((x-m)/s), 1)
-    conf, idx = p.max(1)
-    return [(str(f), CIFAR10_CLASSES[i], float(c)) for f,i,c in zip(files, idx.tolist(), conf.tolist())]
 
 # %% ../nbs/03_train.ipynb #03-train-042
 def train_seeds(seeds:list, out='runs/seeds', **kwargs)->dict:

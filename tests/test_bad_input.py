@@ -177,9 +177,15 @@ def test_evaluate_and_predict_bad_input(tmp_path, capsys):
     from era_s10.model import CustomResNet
     torch.save(CustomResNet().state_dict(), rd/'model.pth')
     (tmp_path/'x.png').write_text('not an image')
-    assert 'cannot read image' in run('predict', rd, tmp_path/'x.png')
+    assert f"no readable images in {tmp_path/'x.png'} (1 unreadable file(s)" in run('predict', rd, tmp_path/'x.png')
+    assert 'no image files in' in run('predict', rd, rd) # a folder without images
     Image.new('RGB', (64,64)).save(tmp_path/'big.png')
-    assert 'is 64x64' in run('predict', rd, tmp_path/'big.png')
+    main(['predict', str(rd), str(tmp_path/'big.png'), '--device', 'cpu']) # other sizes are squished to 32x32
+    out = capsys.readouterr().out.strip().split('\t')
+    assert out[0] == str(tmp_path/'big.png') and out[1] in era_s10.data.CIFAR10_CLASSES, out
+    (tmp_path/'p.csv').write_text('keep me')
+    assert 'already exists' in run('predict', rd, tmp_path/'big.png', '--csv', tmp_path/'p.csv')
+    assert (tmp_path/'p.csv').read_text() == 'keep me'
     torch.save({'not': torch.zeros(1)}, rd/'model.pth')
     assert 'is not a CustomResNet state_dict' in run('predict', rd, tmp_path/'big.png')
 

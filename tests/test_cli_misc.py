@@ -9,9 +9,11 @@ from era_s10.data import CIFAR10_CLASSES
 
 def test_help(cli):
     r = cli('--help')
-    assert r.returncode == 0 and all(c in r.stdout for c in ('train', 'evaluate', 'predict', 'report', 'bench')), r.stdout
+    assert r.returncode == 0 and all(c in r.stdout for c in ('train', 'evaluate', 'predict', 'export', 'report', 'bench')), r.stdout
     r = cli('train', '--help')
     assert r.returncode == 0 and '--compile' in r.stdout and '--resume' in r.stdout and '--strict' in r.stdout
+    r = cli('predict', '--help')
+    assert r.returncode == 0 and '--csv FILE' in r.stdout and '(default: 512)' in r.stdout, r.stdout
     r = cli('bench', '--help')
     assert r.returncode == 0 and all(o in r.stdout for o in ('--data', '--out', '--quick'))
 

@@ -37,6 +37,7 @@ def test_run_files(real_run):
         for k in ('train_loss', 'valid_loss', 'accuracy', 'seconds'): assert float(r[k]) > 0, (k, r)
     model = CustomResNet()
     model.load_state_dict(torch.load(rd/'model.pth', weights_only=True))
+    assert (rd/'export.pkl').stat().st_size < 30e6 # the model and the transforms, not the 5,000 images
     for f in PNGS:
         with Image.open(rd/f) as im: assert im.format == 'PNG' and min(im.size) > 100, f
 
