@@ -10,7 +10,6 @@ import csv, warnings
 from pathlib import Path
 import torch
 from PIL import Image
-from fastai.vision.all import cifar_stats
 from .data import UserError, read_image, report_unreadable, READ_ERRORS
 from .train import RunFolder, load_run, inference_learner
 

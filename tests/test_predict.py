@@ -73,6 +73,7 @@ def test_export_pkl_is_model_sized(tmp_path, fastai_home):
     learn.export(tmp_path/'export.pkl')
     size = (tmp_path/'export.pkl').stat().st_size
     weights = sum(p.numel()*p.element_size() for p in learn.model.state_dict().values())
+    print(f'\nexport.pkl {size/1e6:.2f} MB, model weights {weights/1e6:.2f} MB (60,000 images in the DataLoaders)')
     assert size < 30e6 and size < weights + 2**20, (size, weights)
     Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(tmp_path/'x.png')
     cls, idx, probs = load_learner(tmp_path/'export.pkl').predict(PILImage.create(tmp_path/'x.png'))
