@@ -389,9 +389,9 @@ def cifar_batch_tfms(pad:int=4, # zero padding before the 32x32 random crop
 class ArrayDL(TfmdDL):
     "A `TfmdDL` whose batches are gathered from uint8 tensors `xs` (N,3,H,W) and `ys` (N,) by index"
     def __init__(self, dataset=None, xs=None, ys=None, **kwargs):
-        self.xs, self.ys = xs, ys
         items = getattr(dataset, 'items', None)
         ok = xs is not None and items is not None and len(items)>0 and all(isinstance(o, (int, np.integer)) for o in items)
+        self.xs, self.ys = (xs, ys) if ok else (None, None) # kept only where the items index them: not in `new_empty` or `test_dl` of files
         self.gidx = torch.as_tensor(list(items), dtype=torch.long) if ok else None
         if ok: kwargs['num_workers'] = 0 # the gather runs in-process: worker processes would only copy the tensor
         super().__init__(dataset, **kwargs)
@@ -423,9 +423,8 @@ class CifarDataLoaders(DataLoaders):
     "fastai `DataLoaders` whose `new_empty` (what `Learner.export` pickles) keeps the transforms and vocab, not the images"
     def new_empty(self):
         res = super().new_empty()
-        for dl in res.loaders:
-            dl.xs = dl.ys = dl.gidx = None # `ArrayDL.new` passed the device copies of the whole data set on
-            for tl in dl.dataset.tls: # and the getters hold the numpy arrays: give the empty copy getters without them
+        for dl in res.loaders: # its `ArrayDL`s keep no data (they have no items); its getters still hold the numpy arrays
+            for tl in dl.dataset.tls:
                 tl.tfms = Pipeline([type(f)() if isinstance(f, (_ArrayItem, _ArrayLabel)) else f for f in tl.tfms.fs], split_idx=tl.tfms.split_idx)
         return res
 

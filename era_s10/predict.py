@@ -57,7 +57,9 @@ def predict_images(run_dir, # a finished run folder (`model.pth`)
     rows = []
     for f, ps, ix in zip(ok, p.tolist(), i.tolist()):
         r = dict(path=str(f))
-        for j, (c, q) in enumerate(zip(ix, ps)): r[f"class{'' if j == 0 else f'_{j+1}'}"], r[f"probability{'' if j == 0 else f'_{j+1}'}"] = learn.dls.vocab[c], q
+        for j, (c, q) in enumerate(zip(ix, ps)):
+            sfx = '' if j == 0 else f'_{j+1}'
+            r['class'+sfx], r['probability'+sfx] = learn.dls.vocab[c], q
         rows.append(r)
     return rows
 
