@@ -24,8 +24,8 @@ from .data import UserError, cifar10_dls, cifar10_arrays, cifar_root, make_cifar
 from .learner import cifar_learner, pick_precision, cpu_has_bf16, cpu_name, adamw, norm_bias_groups, RECIPES
 
 # %% auto #0
-__all__ = ['n_workers', 'interleaved', 'paired_ratio', 'compare_rounds', 'image_folder', 'fastai_item_dl', 'torchvision_dl',
-           'batches_per_s', 'FitTimer', 'fastai_adamw', 'tiny_model', 'bare_loop', 'fit_images_per_s',
+__all__ = ['COMPILE_MODES', 'n_workers', 'interleaved', 'paired_ratio', 'compare_rounds', 'image_folder', 'fastai_item_dl',
+           'torchvision_dl', 'batches_per_s', 'FitTimer', 'fastai_adamw', 'tiny_model', 'bare_loop', 'fit_images_per_s',
            'train_gflop_per_image', 'matmul_gflops', 'bench_table', 'run_bench']
 
 # %% ../nbs/05_bench.ipynb #05-bench-005
@@ -259,8 +259,18 @@ def _settings(dev, quick:bool)->dict:
     cuda = dev.type == 'cuda'
     if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, n_tiny=5, rounds=1,
                           bs_prec=512 if cuda else 4, n_prec=1, n_bf16_cpu=1, mm_s=0.3, compile=False)
-    return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=20 if cuda else 6, n_tiny=40, rounds=3,
+    return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=50 if cuda else 6, n_tiny=40, rounds=3,
                 bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=4 if cpu_has_bf16() else 2, mm_s=1.5, compile=True)
+
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune-no-cudagraphs') # timed on CUDA, the longest compile last
+
+def _save(res:dict, rows:list, out=None, partial:bool=False):
+    "Put the rows and their table in `res`; write it as JSON to `out`, marked `partial` until the run ends"
+    res['rows'] = [{k:v for k,v in r.items() if k != 'text'} for r in rows]
+    res['table'], res['partial'] = bench_table(rows), partial
+    if out is None: return
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=1, default=str))
 
 def _rand_batches(device, bs:int, k:int=2)->list:
     return [(torch.randn(bs,3,32,32, device=device), torch.randint(0,10,(bs,), device=device)) for _ in range(k)]
@@ -292,6 +302,7 @@ def _err(e): return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])
 def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$ERA_S10_DATA`, else a synthetic folder
               out=None, # write the results as JSON here
               quick:bool=False, # a short run (about a minute) for tests: few batches, tiny batch sizes, no compile
+              compile_modes=None, # `torch.compile` modes to time; default: `COMPILE_MODES` on CUDA, 'default' on the CPU; () for none
              )->dict:
     "Measure loaders, `learn.fit` overhead, precision, compile and compute use; print a markdown table, return a dict"
     t_start, snap0 = time.perf_counter(), _cpu_snapshot()
@@ -307,6 +318,11 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                    threads=torch.get_num_threads(), torch=torch.__version__, data=str(data), quick=quick,
                    loadavg_at_start=load0, settings=S, cpu_native_bf16=cpu_has_bf16())
         rows = []
+        shown = 0
+        def done(part): # a long GPU run that is cut short still leaves every finished part, printed and in `out`
+            nonlocal shown
+            print(f"bench: {part} done at {time.perf_counter()-t_start:.0f} s", *bench_table(rows[shown:]).splitlines()[2:], sep='\n')
+            shown = len(rows); _save(res, rows, out, partial=True)
         # (a) loaders
         nw = n_workers()
         dls = cifar10_dls(data, bs=S['bs_loader'], device=dev)
@@ -326,7 +342,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                          notes=f'{rnd}; project: in-process gather + batch augmentation; baseline: {nw} workers, PIL item_tfms'))
         rows.append(_row(f"(a) loader vs torchvision, batches/s (bs {S['bs_loader']})", proj, tv, vs_tv,
                          notes=f'{rnd}; torchvision ImageFolder + transforms, {nw} workers'))
-        del dls
+        done('(a) loaders'); del dls
         # (b) learn.fit vs the bare loop, fed by the same loader and over ready batches; then the loop's fixed cost
         prec = pick_precision(dev)
         bs, n = S['bs_step'], S['n_step']
@@ -355,7 +371,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         res['fixed_cost'] = dict(bs=bs, steps=nt, fit_ms=ms(fit_t), bare_ms=ms(bare_t), ms_per_batch=per, timings=T)
         rows.append(_row(f"(b) fastai loop's fixed cost per batch, ms (tiny model, bs {bs})", ms(fit_t), ms(bare_t), per,
                          unit=' ms', ratio_unit=' ms', notes=f'{rnd} x {nt} steps; learn.fit minus bare loop, same loader: the framework alone'))
-        # (c) precision
+        done('(b) learn.fit') # (c) precision
         res['precision'] = {}
         devs = [torch.device('cpu')] + ([dev] if dev.type == 'cuda' else [])
         for d in devs:
@@ -376,7 +392,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                              notes='; '.join(o for o in (rnd, bf_note) if o)))
             rows.append(_row(f"(c) fp32 + CL vs fp32, {d.type.upper()} train img/s (bs {pb})", fp32cl, fp32, cl_x,
                              notes='; '.join(o for o in (rnd, auto('fp32')) if o)))
-        # (d) compute use
+        done('(c) precision') # (d) compute use
         gf = train_gflop_per_image()
         big = dev.type == 'cuda'
         p32 = matmul_gflops(dev, torch.float32, 8192 if big else (1024 if quick else 2048), S['mm_s'])
@@ -389,10 +405,11 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                          unit='', ratio_unit='%', notes=f'{gf:.3g} GFLOP/img; peak: best large fp32 torch.matmul'))
         rows.append(_row(f"{step} vs bf16 matmul peak", ach, pbf, ach/pbf, ('>=', 0.6) if prec == 'bf16' else None,
                          unit='', ratio_unit='%', notes='bf16 matmul is emulated on this CPU' if dev.type == 'cpu' and not cpu_has_bf16() else ''))
-        # torch.compile: on CUDA each mode, on the CPU the default one
-        if S['compile']:
+        done('(d) compute use') # torch.compile: on CUDA each mode, on the CPU the default one
+        modes = [m for m in (compile_modes if compile_modes is not None else COMPILE_MODES if dev.type == 'cuda' else ['default']) if m != 'none']
+        if S['compile'] and modes:
             res['compile'] = {}
-            for mode in (['default', 'max-autotune-no-cudagraphs', 'reduce-overhead'] if dev.type == 'cuda' else ['default']):
+            for mode in modes:
                 try:
                     ctx, cache = _cold_compile_cache(tmp/f'inductor-{mode}')
                     with ctx:
@@ -406,19 +423,17 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                 except Exception as e:
                     res['compile'][mode] = dict(error=_err(e))
                     rows.append(_row(f'torch.compile ({mode}) vs eager', None, None, None, notes=f'compile failed: {_err(e)}'))
+                done(f'torch.compile ({mode})')
         else:
-            res['compile'] = dict(error='skipped (quick run)')
-            rows.append(_row('torch.compile vs eager', None, None, None, notes='skipped in a quick run'))
-        res['rows'] = [{k:v for k,v in r.items() if k != 'text'} for r in rows]
-        res['table'] = bench_table(rows)
+            why = 'skipped in a quick run' if quick else 'no mode asked for'
+            res['compile'] = dict(error=why)
+            rows.append(_row('torch.compile vs eager', None, None, None, notes=why))
         res['seconds'] = time.perf_counter() - t_start
         res['others_cpu_share'] = _others_share(snap0, _cpu_snapshot(), res['seconds'])
     finally: tmpd.cleanup()
     busy = '' if res['others_cpu_share'] is None else f"; other processes used {100*res['others_cpu_share']:.0f}% of the CPU meanwhile"
     print(f"{res['device']}, {res['threads']} threads, torch {res['torch']}; data: {res['data']}; "
           f"load average at start {load0 if load0 is None else round(load0, 2)}; {res['seconds']:.0f} s{busy}")
+    _save(res, rows, out)
     print(res['table'])
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(res, indent=1, default=str))
     return res

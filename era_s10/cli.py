@@ -111,6 +111,8 @@ def make_parser()->argparse.ArgumentParser:
     b.add_argument('--data', help='CIFAR-10 folder or archive (default: fastai download)')
     b.add_argument('--out', help='write the results to this JSON file (default: print only)')
     b.add_argument('--quick', action='store_true', help='fewer and shorter measurements')
+    b.add_argument('--compile', metavar='MODES', help="torch.compile modes to time, comma-separated, or 'none' "
+                   "(default: default,reduce-overhead,max-autotune-no-cudagraphs on CUDA, default on the CPU)")
     return p
 
 # %% ../nbs/04_cli.ipynb #04-cli-008
@@ -140,7 +142,11 @@ def _train(a):
 
 def _bench(a):
     from era_s10.bench import run_bench # imported here: the benchmark pulls in more than the other commands need
-    run_bench(data=a.data, out=a.out, quick=a.quick) # prints its own table
+    modes = None if a.compile is None else [m.strip() for m in a.compile.split(',') if m.strip()]
+    known = ('none', 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
+    bad = [m for m in modes or [] if m not in known]
+    if bad or modes == []: raise UserError(f"unknown torch.compile mode {(bad or [a.compile])[0]!r}: pass --compile with some of {', '.join(known)}")
+    run_bench(data=a.data, out=a.out, quick=a.quick, compile_modes=modes) # prints its own table
     if a.out: print(f"benchmark results written to {a.out}")
 
 def _predict(a):

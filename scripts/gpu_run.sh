@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The GPU measurements of the training-loop issue in one go, since each GPU machine starts bare (../shared/gpu/README.md):
+# the CUDA-only loop tests, the default experiment over 3 seeds, then `era-s10 bench` (torch.compile modes last).
+# Each step gets what is left of BUDGET seconds, so a slow step cannot take the others' logs with it; the benchmark
+# writes its JSON after every part, so a cut-short run still leaves the finished rows.
+# Usage, on the GPU machine after `source .gpu/setup.sh`:   bash scripts/gpu_run.sh DATA OUT_DIR [BUDGET_S]
+set -uo pipefail
+data=${1:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; out=${2:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; budget=${3:-540}
+mkdir -p "$out"; runs=$(mktemp -d)
+left() { local v=$(( budget - SECONDS - ${1:-0} )); echo $(( v < 30 ? 30 : v )); } # seconds left, keeping $1 in reserve
+step() { local t=$1; shift; echo "== $* (at ${SECONDS} s, ${t} s allowed)"; timeout -s TERM -k 10 "$t" "$@"; echo "== rc=$? at ${SECONDS} s"; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+python3 -c "import torch, fastai; print('torch', torch.__version__, '| fastai', fastai.__version__, '| cuda', torch.version.cuda)"
+step 120 python3 -m pytest -q -rs tests/test_loop.py 2>&1 | tee "$out/pytest.log"
+step "$(left 200)" era-s10 train --data "$data" --seeds 0,1,2 --out "$runs/seeds" 2>&1 | tee "$out/train.log"
+tar czf "$out/runs.tgz" --exclude='*.pth' --exclude='*.pkl' -C "$runs" . # the summaries, configs and histories
+step "$(left 10)" era-s10 bench --data "$data" --out "$out/bench.json" 2>&1 | tee "$out/bench.log"
