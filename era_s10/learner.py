@@ -72,7 +72,10 @@ class DeviceSmoothLoss(AvgSmoothLoss):
     "fastai's smoothed training loss, kept on the loss's device (`AvgSmoothLoss` copies every batch's loss to the CPU)"
     def accumulate(self, learn):
         self.count += 1
-        self.val = torch.lerp(learn.loss.detach().mean().float(), self.val, self.beta)
+        loss = learn.loss.detach().mean().float()
+        # `AvgSmoothLoss.reset` makes `val` a CPU scalar, and `torch.lerp` fails on a CPU and a CUDA tensor; arithmetic
+        # takes a CPU scalar beside a CUDA tensor without copying it over (a copy would sync)
+        self.val = loss + self.beta*(self.val - loss) # `torch.lerp(loss, self.val, self.beta)`
 
 class SyncFreeLoss(Callback):
     "Keep the `Recorder`'s smoothed loss on the device; show it at most every `every` s; move its losses to the CPU per epoch"
