@@ -339,6 +339,7 @@ class RandomPadCrop(Transform):
     split_idx, order = 0, 1
     def __init__(self, size:int=32, pad:int=4): store_attr(); self.last = {}
     def encodes(self, x:TensorImage):
+        x = x.as_subclass(torch.Tensor) # plain ops (the output is a `TensorImage` again): see `RandomFlip`
         b, c, h, w = x.shape
         xp = F.pad(x, (self.pad,)*4)
         dy = torch.randint(0, h + 2*self.pad - self.size + 1, (b,), device=x.device)
@@ -355,6 +356,9 @@ class RandomFlip(Transform):
     split_idx, order = 0, 2
     def __init__(self, p:float=0.5): store_attr(); self.last = {}
     def encodes(self, x:TensorImage):
+        # a `TensorImage` sends each op through Python `__torch_function__`, tens of microseconds a call: a visible share
+        # of a batch on a GPU; fastai's `Transform` makes the plain result a `TensorImage` again
+        x = x.as_subclass(torch.Tensor)
         do = torch.rand(x.shape[0], device=x.device) < self.p
         self.last = dict(flip=do)
         return torch.where(do[:,None,None,None], x.flip(-1), x)
@@ -365,6 +369,7 @@ class Cutout(Transform):
     split_idx, order = 0, 3
     def __init__(self, size:int=8): store_attr(); self.last = {}
     def encodes(self, x:TensorImage):
+        x = x.as_subclass(torch.Tensor) # plain ops (the output is a `TensorImage` again): see `RandomFlip`
         b, _, h, w = x.shape
         cy = torch.randint(0, h, (b,), device=x.device)
         cx = torch.randint(0, w, (b,), device=x.device)

@@ -8,13 +8,14 @@ Docs: https://era-s10.github.io/era_s10/learner.html.md"""
 from __future__ import annotations
 import math, platform, random, time
 from functools import partial
+from operator import attrgetter
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import store_attr
 from fastcore.xtras import is_listy
 from fastcore.foundation import L
 from fastai.learner import Learner, CancelFitException, AvgSmoothLoss
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, _inner_loop
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.schedule import minimum, steep, valley, slide, ParamScheduler, SchedLin, combine_scheds
@@ -28,9 +29,10 @@ from .data import UserError
 
 # %% auto #0
 __all__ = ['RECIPES', 'CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'DeviceSmoothLoss', 'SyncFreeLoss',
-           'norm_bias_groups', 'AdamW', 'adamw', 'adam_l2', 'recipe_settings', 'cifar_learner', 'TrainingDiverged',
-           'NaNGuard', 'rng_states', 'set_rng_states', 'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs',
-           'plot_lr_curve', 'plot_lr_find', 'fit_one_cycle_s10']
+           'CifarLearner', 'norm_bias_groups', 'TorchOpt', 'AdamW', 'adamw', 'adam_l2', 'recipe_settings',
+           'PlainCrossEntropyLoss', 'cifar_learner', 'TrainingDiverged', 'NaNGuard', 'rng_states', 'set_rng_states',
+           'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_curve', 'plot_lr_find',
+           'fit_one_cycle_s10']
 
 # %% ../nbs/02_learner.ipynb #02-learn-005
 class CPUAutocast(Callback):
@@ -90,7 +92,7 @@ class SyncFreeLoss(Callback):
     def after_batch(self):
         if not self.training or hasattr(self.learn, 'lr_finder'): return # the LR finder reads every loss anyway
         now = time.perf_counter()
-        if now - self.t >= self.every: self.shown, self.t = self.learn.smooth_loss.detach().cpu(), now # one sync per `every` s
+        if now - self.t >= self.every < math.inf: self.shown, self.t = self.learn.smooth_loss.detach().cpu(), now # one sync per `every` s; `inf`: never
         if self.shown is not None: self.learn.smooth_loss = self.shown
     def after_train(self):
         rec = self.learn.recorder
@@ -99,6 +101,23 @@ class SyncFreeLoss(Callback):
         self.done = len(rec.losses)
         if torch.is_tensor(getattr(self.learn, 'smooth_loss', None)): self.learn.smooth_loss = self.learn.smooth_loss.detach().cpu()
     def after_fit(self): self.after_train() # a cancelled fit (the LR finder) skips `after_train`
+
+# %% ../nbs/02_learner.ipynb #02-learn-dispatch
+_batch_events = set(_inner_loop)
+
+class CifarLearner(Learner):
+    "fastai's `Learner`, calling on each batch event only the callbacks that define it"
+    def __call__(self, event_name):
+        if event_name.__class__ is not str or event_name not in _batch_events: return super().__call__(event_name)
+        key, cache = tuple(map(id, self.cbs)), self.__dict__.get('_cb_cache')
+        if cache is None or cache[0] != key: cache = self.__dict__['_cb_cache'] = (key, {}) # callbacks added or removed
+        cbs = cache[1].get(event_name)
+        if cbs is None:
+            cbs = cache[1][event_name] = [cb for cb in sorted(self.cbs, key=attrgetter('order'))
+                                          if hasattr(type(cb), event_name) or event_name in vars(cb)]
+        for cb in cbs: cb(event_name)
+    def __getstate__(self): # `export` pickles the Learner: the cache holds callbacks, not state
+        return {k:v for k,v in super().__getstate__().items() if k != '_cb_cache'}
 
 # %% ../nbs/02_learner.ipynb #02-learn-opt
 def norm_bias_groups(model)->list:
@@ -117,7 +136,23 @@ def _torch_opt(cls, gs:list, fused:bool=None):
     if fused is None: fused = all(p.device.type in ('cuda', 'cpu') for g in gs for p in g)
     return partial(cls, fused=True) if fused else partial(cls, foreach=True)
 
-class AdamW(OptimWrapper):
+def _flat_pg(pg:dict)->dict:
+    "fastai's `detuplify_pg`: a param group without its params, each tuple spread into `k__0`, `k__1`..."
+    res = {}
+    for k, v in pg.items():
+        if k == 'params': continue
+        if isinstance(v, (tuple, list)): res.update({f'{k}__{i}': o for i, o in enumerate(v)})
+        else: res[k] = v
+    return res
+
+class TorchOpt(OptimWrapper):
+    "fastai's `OptimWrapper` with a cheaper `hypers`, which the `Recorder` reads every batch"
+    # fastai's `hypers` checks every value with `is_listy`, whose `typing.Generator` check is slow: with two param
+    # groups that was about 80 `isinstance` calls through `typing` per batch
+    @property
+    def hypers(self): return [{self.fwd_map.get(k, k): v for k, v in _flat_pg(pg).items()} for pg in self.opt.param_groups]
+
+class AdamW(TorchOpt):
     "torch's `AdamW` in fastai's `OptimWrapper`; with several param groups, `wd` never reaches the last one"
     def set_hyper(self, k, v):
         # `Learner.fit` sets one `wd` for all groups; the last group of `norm_bias_groups` must keep 0, as fastai's
@@ -144,10 +179,10 @@ def adam_l2(params, # parameter groups, or one list of parameters: all get the s
             wd:float=1e-4, # L2 weight decay: `wd*p` is added to the gradient
             betas:tuple=(0.9,0.999), eps:float=1e-8, # torch's defaults
             fused:bool=None, # one fused kernel per step; default: where torch has one (CUDA, the CPU)
-           )->OptimWrapper:
+           )->TorchOpt:
     "torch's `Adam` with L2 weight decay, as the original notebook trains: the `opt_func` of `recipe='seed'`"
     gs = _groups(params)
-    return OptimWrapper([dict(params=g) for g in gs], _torch_opt(torch.optim.Adam, gs, fused),
+    return TorchOpt([dict(params=g) for g in gs], _torch_opt(torch.optim.Adam, gs, fused),
                         convert_groups=False, lr=lr, betas=tuple(betas), eps=eps, weight_decay=wd)
 
 RECIPES = {
@@ -161,6 +196,15 @@ def recipe_settings(recipe:str='default')->dict:
     return RECIPES[recipe]
 
 # %% ../nbs/02_learner.ipynb #02-learn-012
+class PlainCrossEntropyLoss(CrossEntropyLossFlat):
+    "fastai's `CrossEntropyLossFlat` (softmax activation, argmax decodes) that returns a plain `torch.Tensor`"
+    # fastai's `__call__` wraps the logits and targets in `TensorBase`: the loss and every op on `learn.loss` after it
+    # (`clone`, `backward`, the `Recorder`'s smoothing, `NaNGuard`) then went through Python `__torch_function__`
+    def __call__(self, inp, targ, **kwargs):
+        if self.axis != -1 or not (self.flatten and self.is_2d) or self.floatify: return super().__call__(inp, targ, **kwargs)
+        if targ.dtype in (torch.int8, torch.int16, torch.int32): targ = targ.long()
+        return self.func(inp.reshape(-1, inp.shape[-1]), targ.reshape(-1), **kwargs)
+
 def cifar_learner(dls, # from `cifar10_dls`
                   wd:float=None, # weight decay; default the recipe's: 0.5 decoupled (AdamW), or 1e-4 L2 for 'seed'
                   label_smoothing:float=None, # of the cross-entropy loss (0: plain); default the recipe's: 0.2, or 0 for 'seed'
@@ -184,8 +228,8 @@ def cifar_learner(dls, # from `cifar10_dls`
     # keys (checkpoints, model.pth) are the same as without it.
     if compile: model.compile(mode=compile if isinstance(compile, str) else None)
     path = Path(path) if path is not None else Path(fastai_path('model')).parent
-    learn = Learner(dls, model, opt_func=opt_func or partial(r['opt_func'], wd=wd), splitter=norm_bias_groups,
-                    loss_func=CrossEntropyLossFlat(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
+    learn = CifarLearner(dls, model, opt_func=opt_func or partial(r['opt_func'], wd=wd), splitter=norm_bias_groups,
+                    loss_func=PlainCrossEntropyLoss(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
                     path=path, model_dir='models', cbs=L(SyncFreeLoss()) + L(cbs))
     prec = pick_precision(dls.device, precision)
     if channels_last: learn.add_cb(ChannelsLast())

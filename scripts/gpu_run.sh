@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU measurements of the training-loop issue in one go, since each GPU machine starts bare (../shared/gpu/README.md):
-# the CUDA-only loop tests, the default experiment over 3 seeds, then `era-s10 bench` (torch.compile modes last).
-# Each step gets what is left of BUDGET seconds, so a slow step cannot take the others' logs with it; the benchmark
-# writes its JSON after every part, so a cut-short run still leaves the finished rows.
+# the loop tests (the CUDA-only sync test among them), `era-s10 bench`, the step probe (scripts/fit_probe.py), then the
+# default experiment over 3 seeds. Each step gets what is left of BUDGET seconds, so a slow step cannot take the others'
+# logs with it; the benchmark writes its JSON after every part, so a cut-short run still leaves the finished rows.
 # Usage, on the GPU machine after `source .gpu/setup.sh`:   bash scripts/gpu_run.sh DATA OUT_DIR [BUDGET_S]
+#   BENCH_ARGS="--compile none"  extra `era-s10 bench` options (default: none, so every compile mode)
+#   SEEDS=0,1,2                   the seeds of the experiment runs
 set -uo pipefail
 data=${1:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; out=${2:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; budget=${3:-540}
 mkdir -p "$out"; runs=$(mktemp -d)
@@ -12,6 +14,8 @@ step() { local t=$1; shift; echo "== $* (at ${SECONDS} s, ${t} s allowed)"; time
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, fastai; print('torch', torch.__version__, '| fastai', fastai.__version__, '| cuda', torch.version.cuda)"
 step 120 python3 -m pytest -q -rs tests/test_loop.py 2>&1 | tee "$out/pytest.log"
-step "$(left 200)" era-s10 train --data "$data" --seeds 0,1,2 --out "$runs/seeds" 2>&1 | tee "$out/train.log"
+# shellcheck disable=SC2086 # BENCH_ARGS is a list of options
+step "$(left 200)" era-s10 bench --data "$data" --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+step 90 python3 scripts/fit_probe.py "$data" 2>&1 | tee "$out/probe.log"
+step "$(left 10)" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --out "$runs/seeds" 2>&1 | tee "$out/train.log"
 tar czf "$out/runs.tgz" --exclude='*.pth' --exclude='*.pkl' -C "$runs" . # the summaries, configs and histories
-step "$(left 10)" era-s10 bench --data "$data" --out "$out/bench.json" 2>&1 | tee "$out/bench.log"

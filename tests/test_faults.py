@@ -4,7 +4,7 @@ import csv, json, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 import era_s10.learner
-from fastai.losses import CrossEntropyLossFlat
+from era_s10.learner import PlainCrossEntropyLoss
 from era_s10.cli import main
 CLI = [sys.executable, "-m", "era_s10.cli"]
 
@@ -32,7 +32,7 @@ def test_nan_from_huge_lr(cli, user_error, tiny_data, tmp_path):
     assert not (tmp_path/'r'/'checkpoint.pth').exists() and not (tmp_path/'r'/'model.pth').exists()
 
 
-class NaNAfter(CrossEntropyLossFlat):
+class NaNAfter(PlainCrossEntropyLoss):
     "Cross-entropy that turns NaN after `n` training iterations"
     n, calls = N_ITER, 0
     def __call__(self, *args, **kwargs):
@@ -44,7 +44,7 @@ class NaNAfter(CrossEntropyLossFlat):
 
 
 def test_nan_keeps_last_checkpoint(monkeypatch, tiny_data, tmp_path):
-    monkeypatch.setattr(era_s10.learner, 'CrossEntropyLossFlat', NaNAfter)
+    monkeypatch.setattr(era_s10.learner, 'PlainCrossEntropyLoss', NaNAfter)
     NaNAfter.calls = 0
     code, err = run_main('train', '--data', tiny_data, *SEED_RUN, '--no-plots', '--out', tmp_path/'r')
     assert code == 2 and len(err) == 1, err
@@ -57,7 +57,7 @@ def test_nan_keeps_last_checkpoint(monkeypatch, tiny_data, tmp_path):
 
 
 def test_lr_find_nan_suggests_lrs(monkeypatch, tiny_data, tmp_path):
-    monkeypatch.setattr(era_s10.learner, 'CrossEntropyLossFlat', NaNAfter)
+    monkeypatch.setattr(era_s10.learner, 'PlainCrossEntropyLoss', NaNAfter)
     NaNAfter.calls = 0; monkeypatch.setattr(NaNAfter, 'n', 0) # NaN from the first iteration
     code, err = run_main('train', '--data', tiny_data, '--epochs', 1, '--bs', 16, '--lr-find-its', 20, '--no-plots', '--out', tmp_path/'r')
     assert code == 2 and len(err) == 1, err
@@ -66,11 +66,11 @@ def test_lr_find_nan_suggests_lrs(monkeypatch, tiny_data, tmp_path):
 
 def test_lr_find_exploding_loss(monkeypatch, tiny_data, tmp_path):
     "A loss that explodes at once (so every suggestion falls in the first few iterations) also asks for explicit LRs"
-    class Exploding(CrossEntropyLossFlat):
+    class Exploding(PlainCrossEntropyLoss):
         def __call__(self, *args, **kwargs):
             Exploding.k = getattr(Exploding, 'k', 0) + 1
             return super().__call__(*args, **kwargs) * (10.**min(Exploding.k, 30))
-    monkeypatch.setattr(era_s10.learner, 'CrossEntropyLossFlat', Exploding)
+    monkeypatch.setattr(era_s10.learner, 'PlainCrossEntropyLoss', Exploding)
     code, err = run_main('train', '--data', tiny_data, '--epochs', 1, '--bs', 16, '--lr-find-its', 20, '--no-plots', '--out', tmp_path/'r')
     assert code == 2 and len(err) == 1 and '--lr-min' in err[0] and '--lr-max' in err[0], err
 
