@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, fastai; print('torch', torch.__version__, '| fastai', fastai.__version__, '| cuda', torch.version.cuda)"
 step 120 python3 -m pytest -q -rs tests/test_loop.py 2>&1 | tee "$out/pytest.log"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
-step "$(left 200)" era-s10 bench --data "$data" --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
-step 90 python3 scripts/fit_probe.py "$data" 2>&1 | tee "$out/probe.log"
+step "$(left 160)" era-s10 bench --data "$data" --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+step 70 python3 scripts/fit_probe.py "$data" 2>&1 | tee "$out/probe.log"
 step "$(left 10)" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --out "$runs/seeds" 2>&1 | tee "$out/train.log"
 tar czf "$out/runs.tgz" --exclude='*.pth' --exclude='*.pkl' -C "$runs" . # the summaries, configs and histories
