@@ -303,11 +303,13 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
               out=None, # write the results as JSON here
               quick:bool=False, # a short run (about a minute) for tests: few batches, tiny batch sizes, no compile
               compile_modes=None, # `torch.compile` modes to time; default: `COMPILE_MODES` on CUDA, 'default' on the CPU; () for none
+              loaders:bool=True, # time (a), the loaders: its baselines start worker processes and read image files
              )->dict:
     "Measure loaders, `learn.fit` overhead, precision, compile and compute use; print a markdown table, return a dict"
     t_start, snap0 = time.perf_counter(), _cpu_snapshot()
     load0 = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
     dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if dev.type == 'cuda': torch.backends.cudnn.benchmark = True # as `era-s10 train` runs (`seed_run`), for every loop here
     S = _settings(dev, quick)
     data = data if data is not None else os.environ.get('ERA_S10_DATA') or None
     tmpd = tempfile.TemporaryDirectory(prefix='era_s10_bench_')
@@ -324,25 +326,27 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
             print(f"bench: {part} done at {time.perf_counter()-t_start:.0f} s", *bench_table(rows[shown:]).splitlines()[2:], sep='\n')
             shown = len(rows); _save(res, rows, out, partial=True)
         # (a) loaders
-        nw = n_workers()
-        dls = cifar10_dls(data, bs=S['bs_loader'], device=dev)
-        train_dir = image_folder(data, tmp)
-        nb, wb, R = S['n_baseline'], nw, S['rounds']
+        nw, R = n_workers(), S['rounds']
         rnd = f'median of {R} rounds' if R > 1 else '1 round'
-        T = interleaved(dict( # the baselines' loaders are made anew each round; their worker start-up is not timed
-            project=lambda: batches_per_s(dls.train, S['n_loader'], warm=1),
-            fastai=lambda: batches_per_s(fastai_item_dl(train_dir, S['bs_loader'], nb+wb, device=dev, num_workers=nw), nb, warm=wb),
-            torchvision=lambda: batches_per_s(torchvision_dl(train_dir, S['bs_loader'], nb+wb, num_workers=nw, pin_memory=dev.type == 'cuda'),
-                                              nb, warm=wb, device=dev if dev.type == 'cuda' else None)), R)
-        proj, fa, vs_fa = compare_rounds(T, 'project', 'fastai')
-        _, tv, vs_tv = compare_rounds(T, 'project', 'torchvision')
-        res['loader'] = dict(bs=S['bs_loader'], workers=nw, project=proj, fastai_per_item=fa, torchvision=tv,
-                             vs_fastai=vs_fa, vs_torchvision=vs_tv, timings=T)
-        rows.append(_row(f"(a) loader vs fastai per-item, batches/s (bs {S['bs_loader']})", proj, fa, vs_fa, ('>=', 20),
-                         notes=f'{rnd}; project: in-process gather + batch augmentation; baseline: {nw} workers, PIL item_tfms'))
-        rows.append(_row(f"(a) loader vs torchvision, batches/s (bs {S['bs_loader']})", proj, tv, vs_tv,
-                         notes=f'{rnd}; torchvision ImageFolder + transforms, {nw} workers'))
-        done('(a) loaders'); del dls
+        if not loaders: rows.append(_row('(a) loaders', None, None, None, notes='not asked for (--no-loaders)'))
+        else:
+            dls = cifar10_dls(data, bs=S['bs_loader'], device=dev)
+            train_dir = image_folder(data, tmp)
+            nb, wb = S['n_baseline'], nw
+            T = interleaved(dict( # the baselines' loaders are made anew each round; their worker start-up is not timed
+                project=lambda: batches_per_s(dls.train, S['n_loader'], warm=1),
+                fastai=lambda: batches_per_s(fastai_item_dl(train_dir, S['bs_loader'], nb+wb, device=dev, num_workers=nw), nb, warm=wb),
+                torchvision=lambda: batches_per_s(torchvision_dl(train_dir, S['bs_loader'], nb+wb, num_workers=nw, pin_memory=dev.type == 'cuda'),
+                                                  nb, warm=wb, device=dev if dev.type == 'cuda' else None)), R)
+            proj, fa, vs_fa = compare_rounds(T, 'project', 'fastai')
+            _, tv, vs_tv = compare_rounds(T, 'project', 'torchvision')
+            res['loader'] = dict(bs=S['bs_loader'], workers=nw, project=proj, fastai_per_item=fa, torchvision=tv,
+                                 vs_fastai=vs_fa, vs_torchvision=vs_tv, timings=T)
+            rows.append(_row(f"(a) loader vs fastai per-item, batches/s (bs {S['bs_loader']})", proj, fa, vs_fa, ('>=', 20),
+                             notes=f'{rnd}; project: in-process gather + batch augmentation; baseline: {nw} workers, PIL item_tfms'))
+            rows.append(_row(f"(a) loader vs torchvision, batches/s (bs {S['bs_loader']})", proj, tv, vs_tv,
+                             notes=f'{rnd}; torchvision ImageFolder + transforms, {nw} workers'))
+            done('(a) loaders'); del dls
         # (b) learn.fit vs the bare loop, fed by the same loader and over ready batches; then the loop's fixed cost
         prec = pick_precision(dev)
         bs, n = S['bs_step'], S['n_step']

@@ -111,6 +111,7 @@ def make_parser()->argparse.ArgumentParser:
     b.add_argument('--data', help='CIFAR-10 folder or archive (default: fastai download)')
     b.add_argument('--out', help='write the results to this JSON file (default: print only)')
     b.add_argument('--quick', action='store_true', help='fewer and shorter measurements')
+    b.add_argument('--no-loaders', action='store_true', help="skip (a), the loader rows: their baselines start worker processes and read image files")
     b.add_argument('--compile', metavar='MODES', help="torch.compile modes to time, comma-separated, or 'none' "
                    "(default: default,reduce-overhead,max-autotune-no-cudagraphs on CUDA, default on the CPU)")
     return p
@@ -146,7 +147,7 @@ def _bench(a):
     known = ('none', 'default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
     bad = [m for m in modes or [] if m not in known]
     if bad or modes == []: raise UserError(f"unknown torch.compile mode {(bad or [a.compile])[0]!r}: pass --compile with some of {', '.join(known)}")
-    run_bench(data=a.data, out=a.out, quick=a.quick, compile_modes=modes) # prints its own table
+    run_bench(data=a.data, out=a.out, quick=a.quick, compile_modes=modes, loaders=not a.no_loaders) # prints its own table
     if a.out: print(f"benchmark results written to {a.out}")
 
 def _predict(a):

@@ -25,8 +25,8 @@ from .learner import (cifar_learner, recipe_settings, find_lrs, plot_lr_curve, f
 # %% auto #0
 __all__ = ['SPLIT_SEED', 'EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'RunFolder',
            'plot_learning_curves', 'plot_schedule', 'resolve_device', 'load_run', 'inference_learner', 'export_learner',
-           'per_class_accuracy', 'Interrupted', 'StopOnSignal', 'RunComplete', 'setup_run', 'lr_range_test', 'fit_run',
-           'report_run', 'report', 'train_run', 'evaluate_run', 'train_seeds']
+           'per_class_accuracy', 'Interrupted', 'StopOnSignal', 'RunComplete', 'seed_run', 'setup_run', 'lr_range_test',
+           'fit_run', 'report_run', 'report', 'train_run', 'evaluate_run', 'train_seeds']
 
 # %% ../nbs/03_train.ipynb #03-train-005
 class EpochTimer(Callback):
@@ -268,6 +268,13 @@ def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, pr
                 seed=seed, subset=subset, wd=r['wd'] if wd is None else wd, label_smoothing=r['label_smoothing'] if label_smoothing is None else label_smoothing,
                 precision=precision, valid_pct=valid_pct, split_seed=SPLIT_SEED, recipe=recipe)
 
+def seed_run(seed:int, device):
+    "Seed every RNG a run draws from; on CUDA let cuDNN benchmark its kernels and keep the fastest"
+    # fastai's `set_seed(reproducible=True)` also made cuDNN deterministic and turned its benchmark off, which picks
+    # slower convolution kernels on CUDA; on the CPU these two settings change nothing
+    set_seed(seed)
+    if torch.device(device).type == 'cuda': torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+
 def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float=None, lr_max:float=None, seed:int=42,
               device:str='auto', subset:int=None, wd:float=None, precision:str='auto', valid_pct:float=0.1,
               label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool=False, recipe:str='default'):
@@ -284,7 +291,7 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
     else: cfg = _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe)
     _check_args(cfg['epochs'], cfg['bs'], cfg['lr_min'], cfg['lr_max'])
     dev = resolve_device(device)
-    set_seed(cfg['seed'], reproducible=True)
+    seed_run(cfg['seed'], dev)
     dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=_split_seed(cfg), device=dev, subset=cfg['subset'], strict=strict)
     if len(dls.train)==0: raise UserError(f"--bs {cfg['bs']} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
     if resume is None: rf = RunFolder(new_run_dir(out))
@@ -319,7 +326,7 @@ def fit_run(learn:Learner, cfg:dict, start_epoch:int=0)->Learner:
     cbs = [CSVLogger(rf.metrics.name, append=start_epoch > 0), ScheduleLog(rf.schedule),
            EpochCheckpoint(rf.path, extra=dict(lr_min=cfg['lr_min'], lr_max=cfg['lr_max']))]
     if start_epoch == 0: # the same draws whatever ran before (the LR finder)
-        set_seed(cfg['seed'], reproducible=True); learn.dls.train.rng = random.Random(random.randint(0, 2**32-1))
+        seed_run(cfg['seed'], learn.dls.device); learn.dls.train.rng = random.Random(random.randint(0, 2**32-1))
     if start_epoch < cfg['epochs']:
         try: fit_one_cycle_s10(learn, cfg['epochs'], cfg['lr_min'], cfg['lr_max'], cbs=cbs, start_epoch=start_epoch,
                                anneal=recipe_settings(cfg.get('recipe', 'default'))['anneal'])

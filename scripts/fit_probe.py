@@ -1,7 +1,8 @@
 """Where a training step's time goes under `learn.fit`, against the bare loop on the same loader (`era_s10.bench`):
-rates of `cifar_learner`'s Learner, of the same Learner with fastai's own callback dispatch, and of the bare loop,
-interleaved; then, from `torch.profiler`, each side's wall time, GPU busy time, host syncs and costliest CPU ops per
-step; and on CUDA the Python lines that sync inside a training batch (`torch.cuda.set_sync_debug_mode('warn')`).
+rates of `cifar_learner`'s Learner, of the same Learner with fastai's own callback dispatch, of it with cuDNN
+deterministic (fastai's `set_seed(reproducible=True)`), and of the bare loop, interleaved; then, from
+`torch.profiler`, each side's wall time, GPU busy time, host syncs and costliest CPU ops per step; and on CUDA the
+Python lines that sync inside a training batch (`torch.cuda.set_sync_debug_mode('warn')`).
 Usage (on the GPU machine, after `source .gpu/setup.sh`):   python scripts/fit_probe.py DATA [STEPS] [BS]"""
 import collections, statistics, sys, tempfile, time, warnings
 import torch
@@ -27,13 +28,24 @@ def fit(cls=None, n=steps, cbs=()):
     with learn.no_bar(), learn.no_logging(): learn.fit(2, 1e-3, cbs=[t, *cbs])
     return t.images_per_s
 
+def deterministic(f):
+    "`f` with cuDNN deterministic and without its benchmark, as fastai's `set_seed(reproducible=True)` leaves it"
+    def g():
+        old = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+        try: return f()
+        finally: torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = old
+    return g
+
+torch.backends.cudnn.benchmark = True # as `era-s10 train` (`seed_run`) and `era-s10 bench` run on CUDA
 bare = bare_loop(loader=dls.train, precision=prec, channels_last=True, warm=warm)
-T = interleaved(dict(fit=fit, fastai_dispatch=lambda: fit(Learner), bare=lambda: bare(steps)), 3)
+T = interleaved(dict(fit=fit, fastai_dispatch=lambda: fit(Learner), fit_deterministic=deterministic(fit),
+                     bare=lambda: bare(steps)), 5)
 ms = {k: [1000*bs/r for r in v] for k, v in T.items()}
-print(f"{torch.cuda.get_device_name() if cuda else 'CPU'}, {prec}, bs {bs}, {steps} steps x 3 rounds; ms per step (median):")
+print(f"{torch.cuda.get_device_name() if cuda else 'CPU'}, {prec}, bs {bs}, {steps} steps x 5 rounds; ms per step (median):")
 for k, v in ms.items(): print(f"  {k:16s} {statistics.median(v):7.2f}   rounds {[round(o, 2) for o in v]}")
-print(f"  fit / bare img/s: {statistics.median(b/a for a, b in zip(ms['fit'], ms['bare'])):.3f}x; "
-      f"fastai dispatch / bare: {statistics.median(b/a for a, b in zip(ms['fastai_dispatch'], ms['bare'])):.3f}x")
+print('  img/s against the bare loop, median of the rounds\' ratios:', *(f"{k} {statistics.median(b/a for a, b in zip(ms[k], ms['bare'])):.3f}x"
+      for k in ('fit', 'fastai_dispatch', 'fit_deterministic')))
 
 def dev_time(e): return getattr(e, 'self_device_time_total', None) or getattr(e, 'self_cuda_time_total', 0)
 
