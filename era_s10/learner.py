@@ -151,6 +151,10 @@ class TorchOpt(OptimWrapper):
     # groups that was about 80 `isinstance` calls through `typing` per batch
     @property
     def hypers(self): return [{self.fwd_map.get(k, k): v for k, v in _flat_pg(pg).items()} for pg in self.opt.param_groups]
+    def set_hyper(self, k, v):
+        # the one-cycle scheduler sets two hypers every batch; fastai's `set_hyper` builds `hypers` each time for a check
+        if not isinstance(v, (int, float)): return super().set_hyper(k, v) # lists, slices: fastai's rules
+        self._set_hyper(k, [v]*len(self.opt.param_groups))
 
 class AdamW(TorchOpt):
     "torch's `AdamW` in fastai's `OptimWrapper`; with several param groups, `wd` never reaches the last one"

@@ -77,10 +77,18 @@ def test_bench_dispatch(monkeypatch, tmp_path, capsys):
     fake.run_bench = run_bench
     monkeypatch.setitem(sys.modules, 'era_s10.bench', fake)
     main(['bench', '--data', str(tmp_path), '--out', str(tmp_path/'b.json'), '--quick'])
-    assert got == dict(data=str(tmp_path), out=str(tmp_path/'b.json'), quick=True)
+    assert got == dict(data=str(tmp_path), out=str(tmp_path/'b.json'), quick=True, compile_modes=None, loaders=True)
     assert str(tmp_path/'b.json') in capsys.readouterr().out
     got.clear(); main(['bench'])
-    assert got == dict(data=None, out=None, quick=False)
+    assert got == dict(data=None, out=None, quick=False, compile_modes=None, loaders=True)
+    got.clear(); main(['bench', '--no-loaders', '--compile', 'default, reduce-overhead'])
+    assert got == dict(data=None, out=None, quick=False, compile_modes=['default', 'reduce-overhead'], loaders=False)
+    got.clear(); main(['bench', '--compile', 'none'])
+    assert got['compile_modes'] == ['none']
+    got.clear(); capsys.readouterr()
+    with pytest.raises(SystemExit) as e: main(['bench', '--compile', 'fast'])
+    err = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and not got and len(err) == 1 and "unknown torch.compile mode 'fast'" in err[0], err
 
 
 def test_warnings_are_one_line(capsys):
