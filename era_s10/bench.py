@@ -309,6 +309,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
     t_start, snap0 = time.perf_counter(), _cpu_snapshot()
     load0 = os.getloadavg()[0] if hasattr(os, 'getloadavg') else None
     dev = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    cudnn_bench = torch.backends.cudnn.benchmark # restored at the end
     if dev.type == 'cuda': torch.backends.cudnn.benchmark = True # as `era-s10 train` runs (`seed_run`), for every loop here
     S = _settings(dev, quick)
     data = data if data is not None else os.environ.get('ERA_S10_DATA') or None
@@ -434,7 +435,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
             rows.append(_row('torch.compile vs eager', None, None, None, notes=why))
         res['seconds'] = time.perf_counter() - t_start
         res['others_cpu_share'] = _others_share(snap0, _cpu_snapshot(), res['seconds'])
-    finally: tmpd.cleanup()
+    finally: tmpd.cleanup(); torch.backends.cudnn.benchmark = cudnn_bench
     busy = '' if res['others_cpu_share'] is None else f"; other processes used {100*res['others_cpu_share']:.0f}% of the CPU meanwhile"
     print(f"{res['device']}, {res['threads']} threads, torch {res['torch']}; data: {res['data']}; "
           f"load average at start {load0 if load0 is None else round(load0, 2)}; {res['seconds']:.0f} s{busy}")

@@ -356,8 +356,8 @@ class RandomFlip(Transform):
     split_idx, order = 0, 2
     def __init__(self, p:float=0.5): store_attr(); self.last = {}
     def encodes(self, x:TensorImage):
-        # a `TensorImage` sends each op through Python `__torch_function__`, tens of microseconds a call: a visible share
-        # of a batch on a GPU; fastai's `Transform` makes the plain result a `TensorImage` again
+        # a `TensorImage` sends each op through fastai's Python `__torch_function__`, CPU time that a GPU batch waits
+        # for; fastai's `Transform` makes the plain result a `TensorImage` again
         x = x.as_subclass(torch.Tensor)
         do = torch.rand(x.shape[0], device=x.device) < self.p
         self.last = dict(flip=do)

@@ -147,8 +147,8 @@ def _flat_pg(pg:dict)->dict:
 
 class TorchOpt(OptimWrapper):
     "fastai's `OptimWrapper` with a cheaper `hypers`, which the `Recorder` reads every batch"
-    # fastai's `hypers` checks every value with `is_listy`, whose `typing.Generator` check is slow: with two param
-    # groups that was about 80 `isinstance` calls through `typing` per batch
+    # fastai's `hypers` checks every value of every param group with `is_listy`, whose `typing.Generator` check is a
+    # slow `isinstance`; `Recorder`, `ScheduleLog` and `NaNGuard` each read `hypers` every batch
     @property
     def hypers(self): return [{self.fwd_map.get(k, k): v for k, v in _flat_pg(pg).items()} for pg in self.opt.param_groups]
     def set_hyper(self, k, v):
@@ -187,7 +187,7 @@ def adam_l2(params, # parameter groups, or one list of parameters: all get the s
     "torch's `Adam` with L2 weight decay, as the original notebook trains: the `opt_func` of `recipe='seed'`"
     gs = _groups(params)
     return TorchOpt([dict(params=g) for g in gs], _torch_opt(torch.optim.Adam, gs, fused),
-                        convert_groups=False, lr=lr, betas=tuple(betas), eps=eps, weight_decay=wd)
+                    convert_groups=False, lr=lr, betas=tuple(betas), eps=eps, weight_decay=wd)
 
 RECIPES = {
     'default': dict(opt_func=adamw, wd=0.5, wd_kind='decoupled (AdamW)', label_smoothing=0.2, lr_div=None, anneal='cos'),
@@ -233,8 +233,8 @@ def cifar_learner(dls, # from `cifar10_dls`
     if compile: model.compile(mode=compile if isinstance(compile, str) else None)
     path = Path(path) if path is not None else Path(fastai_path('model')).parent
     learn = CifarLearner(dls, model, opt_func=opt_func or partial(r['opt_func'], wd=wd), splitter=norm_bias_groups,
-                    loss_func=PlainCrossEntropyLoss(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
-                    path=path, model_dir='models', cbs=L(SyncFreeLoss()) + L(cbs))
+                         loss_func=PlainCrossEntropyLoss(label_smoothing=label_smoothing), metrics=accuracy, wd=wd,
+                         path=path, model_dir='models', cbs=L(SyncFreeLoss()) + L(cbs))
     prec = pick_precision(dls.device, precision)
     if channels_last: learn.add_cb(ChannelsLast())
     if torch.device(dls.device).type == 'cuda':

@@ -270,8 +270,8 @@ def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, pr
 
 def seed_run(seed:int, device):
     "Seed every RNG a run draws from; on CUDA let cuDNN benchmark its kernels and keep the fastest"
-    # fastai's `set_seed(reproducible=True)` also made cuDNN deterministic and turned its benchmark off, which picks
-    # slower convolution kernels on CUDA; on the CPU these two settings change nothing
+    # fastai's `set_seed(reproducible=True)` also made cuDNN deterministic and turned its benchmark off: on CUDA that
+    # limits the convolutions to deterministic kernels picked without timing them; on the CPU neither setting matters
     set_seed(seed)
     if torch.device(device).type == 'cuda': torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
 
