@@ -107,14 +107,16 @@ _batch_events = set(_inner_loop)
 
 class CifarLearner(Learner):
     "fastai's `Learner`, calling on each batch event only the callbacks that define it"
+    # fastai adds and removes callbacks only through these two (`add_cbs`, `added_cbs`, `removed_cbs` call them)
+    def add_cb(self, cb): self.__dict__['_cb_cache'] = {}; return super().add_cb(cb)
+    def remove_cb(self, cb): self.__dict__['_cb_cache'] = {}; return super().remove_cb(cb)
     def __call__(self, event_name):
         if event_name.__class__ is not str or event_name not in _batch_events: return super().__call__(event_name)
-        key, cache = tuple(map(id, self.cbs)), self.__dict__.get('_cb_cache')
-        if cache is None or cache[0] != key: cache = self.__dict__['_cb_cache'] = (key, {}) # callbacks added or removed
-        cbs = cache[1].get(event_name)
+        cache = self.__dict__.setdefault('_cb_cache', {})
+        cbs = cache.get(event_name)
         if cbs is None:
-            cbs = cache[1][event_name] = [cb for cb in sorted(self.cbs, key=attrgetter('order'))
-                                          if hasattr(type(cb), event_name) or event_name in vars(cb)]
+            cbs = cache[event_name] = [cb for cb in sorted(self.cbs, key=attrgetter('order'))
+                                       if hasattr(type(cb), event_name) or event_name in vars(cb)]
         for cb in cbs: cb(event_name)
     def __getstate__(self): # `export` pickles the Learner: the cache holds callbacks, not state
         return {k:v for k,v in super().__getstate__().items() if k != '_cb_cache'}
