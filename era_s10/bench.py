@@ -130,10 +130,11 @@ class FitTimer(Callback):
     def before_train(self):
         if self.seen >= self.warm: self.t = self._now()
     def after_batch(self):
-        if not self.training: raise CancelValidException()
+        learn = self.learn # direct: fastcore's `GetAttr` walk to the `Learner` would be timed too
+        if not learn.training: raise CancelValidException()
         self.seen += 1
         if self.seen == self.warm: self.t = self._now()
-        elif self.seen > self.warm: self.imgs += self.xb[0].shape[0]
+        elif self.seen > self.warm: self.imgs += learn.xb[0].shape[0]
         if self.seen == self.warm + self.n:
             self.secs += self._now() - self.t; self.t = None
             raise CancelFitException()

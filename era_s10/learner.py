@@ -6,7 +6,7 @@ Docs: https://era-s10.github.io/era_s10/learner.html.md"""
 
 # %% ../nbs/02_learner.ipynb #02-learn-002
 from __future__ import annotations
-import math, platform, random, time
+import bisect, itertools, math, platform, random, time
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
@@ -15,10 +15,11 @@ from fastcore.basics import store_attr
 from fastcore.xtras import is_listy
 from fastcore.foundation import L
 from fastai.learner import Learner, CancelFitException, AvgSmoothLoss
-from fastai.callback.core import Callback, _inner_loop
+from fastai.callback.core import Callback, _inner_loop, CancelBatchException, CancelBackwardException, CancelStepException
+from fastcore.xtras import modify_exception
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
-from fastai.callback.schedule import minimum, steep, valley, slide, ParamScheduler, SchedLin, combine_scheds
+from fastai.callback.schedule import minimum, steep, valley, slide, ParamScheduler, SchedLin, SchedCos
 from fastai.optimizer import OptimWrapper
 from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy
@@ -32,7 +33,7 @@ __all__ = ['RECIPES', 'CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision
            'CifarLearner', 'norm_bias_groups', 'TorchOpt', 'AdamW', 'adamw', 'adam_l2', 'recipe_settings',
            'PlainCrossEntropyLoss', 'cifar_learner', 'TrainingDiverged', 'NaNGuard', 'rng_states', 'set_rng_states',
            'EpochCheckpoint', 'load_checkpoint', 'LRFindError', 'find_lrs', 'plot_lr_curve', 'plot_lr_find',
-           'fit_one_cycle_s10']
+           'combine_scheds_float', 'one_cycle_scheds', 'fit_one_cycle_s10']
 
 # %% ../nbs/02_learner.ipynb #02-learn-005
 class CPUAutocast(Callback):
@@ -74,10 +75,20 @@ class DeviceSmoothLoss(AvgSmoothLoss):
     "fastai's smoothed training loss, kept on the loss's device (`AvgSmoothLoss` copies every batch's loss to the CPU)"
     def accumulate(self, learn):
         self.count += 1
-        loss = learn.loss.detach().mean().float()
-        # `AvgSmoothLoss.reset` makes `val` a CPU scalar, and `torch.lerp` fails on a CPU and a CUDA tensor; arithmetic
-        # takes a CPU scalar beside a CUDA tensor without copying it over (a copy would sync)
-        self.val = loss + self.beta*(self.val - loss) # `torch.lerp(loss, self.val, self.beta)`
+        loss = learn.loss.detach()
+        if loss.ndim: loss = loss.mean() # a 0-d loss (a mean reduction) needs no kernel
+        loss = loss.float()
+        # `AvgSmoothLoss.reset` makes `val` a CPU scalar, and `torch.lerp` fails on a CPU and a CUDA tensor: the first
+        # update is arithmetic, which takes a CPU scalar beside a CUDA tensor without copying it (a copy would sync);
+        # then one `lerp` kernel instead of three
+        v = self.val
+        self.val = torch.lerp(loss, v, self.beta) if v.device == loss.device and v.dtype == loss.dtype else loss + self.beta*(v - loss)
+    @property
+    def value(self):
+        # the `Recorder` reads `value` twice a batch: one kernel for both, recomputed once `val` or `count` changes
+        m = getattr(self, '_memo', None)
+        if m is None or m[0] is not self.val or m[1] != self.count: m = self._memo = (self.val, self.count, self.val/(1-self.beta**self.count))
+        return m[2]
 
 class SyncFreeLoss(Callback):
     "Keep the `Recorder`'s smoothed loss on the device; show it at most every `every` s; move its losses to the CPU per epoch"
@@ -90,10 +101,11 @@ class SyncFreeLoss(Callback):
             rec.smooth_loss = new
         self.t, self.done = -math.inf, len(rec.losses)
     def after_batch(self):
-        if not self.training or hasattr(self.learn, 'lr_finder'): return # the LR finder reads every loss anyway
+        learn = self.learn # `self.training` would walk fastcore's `GetAttr` to the `Learner`: a few us every batch
+        if not learn.training or hasattr(learn, 'lr_finder'): return # the LR finder reads every loss anyway
         now = time.perf_counter()
-        if now - self.t >= self.every < math.inf: self.shown, self.t = self.learn.smooth_loss.detach().cpu(), now # one sync per `every` s; `inf`: never
-        if self.shown is not None: self.learn.smooth_loss = self.shown
+        if now - self.t >= self.every < math.inf: self.shown, self.t = learn.smooth_loss.detach().cpu(), now # one sync per `every` s; `inf`: never
+        if self.shown is not None: learn.smooth_loss = self.shown
     def after_train(self):
         rec = self.learn.recorder
         new = rec.losses[self.done:]
@@ -104,9 +116,10 @@ class SyncFreeLoss(Callback):
 
 # %% ../nbs/02_learner.ipynb #02-learn-dispatch
 _batch_events = set(_inner_loop)
+_cancels = (CancelBatchException, CancelBackwardException, CancelStepException)
 
 class CifarLearner(Learner):
-    "fastai's `Learner`, calling on each batch event only the callbacks that define it"
+    "fastai's `Learner`, calling on each batch event only the callbacks that define it, without `Callback.__call__`'s lookups"
     # fastai adds and removes callbacks only through these two (`add_cbs`, `added_cbs`, `removed_cbs` call them)
     def add_cb(self, cb): self.__dict__['_cb_cache'] = {}; return super().add_cb(cb)
     def remove_cb(self, cb): self.__dict__['_cb_cache'] = {}; return super().remove_cb(cb)
@@ -117,7 +130,15 @@ class CifarLearner(Learner):
         if cbs is None:
             cbs = cache[event_name] = [cb for cb in sorted(self.cbs, key=attrgetter('order'))
                                        if hasattr(type(cb), event_name) or event_name in vars(cb)]
-        for cb in cbs: cb(event_name)
+        # `Callback.__call__` inlined: its `getattr(self, 'training')` walks fastcore's `GetAttr` to the `Learner` for
+        # every callback; the same `run`, `run_train` and `run_valid` rules, and the same error message
+        training = self.training
+        for cb in cbs:
+            if cb.run and (cb.run_train if training else cb.run_valid):
+                try: getattr(cb, event_name)()
+                except _cancels: raise
+                except Exception as e:
+                    raise modify_exception(e, f'Exception occured in `{cb.__class__.__name__}` when calling event `{event_name}`:\n\t{e.args[0] if e.args else ""}', replace=True)
     def __getstate__(self): # `export` pickles the Learner: the cache holds callbacks, not state
         return {k:v for k,v in super().__getstate__().items() if k != '_cb_cache'}
 
@@ -148,11 +169,17 @@ def _flat_pg(pg:dict)->dict:
     return res
 
 class TorchOpt(OptimWrapper):
-    "fastai's `OptimWrapper` with a cheaper `hypers`, which the `Recorder` reads every batch"
+    "fastai's `OptimWrapper` with a cheaper `hypers`, built once per change: set hypers through `set_hyper(s)`, as fastai does"
     # fastai's `hypers` checks every value of every param group with `is_listy`, whose `typing.Generator` check is a
-    # slow `isinstance`; `Recorder`, `ScheduleLog` and `NaNGuard` each read `hypers` every batch
+    # slow `isinstance`; and the `Recorder`, `ParamScheduler` (twice), `ScheduleLog` and `NaNGuard` read it every batch,
+    # after the one-cycle scheduler's one change: so it is built once per batch, and kept until the next `_set_hyper`
     @property
-    def hypers(self): return [{self.fwd_map.get(k, k): v for k, v in _flat_pg(pg).items()} for pg in self.opt.param_groups]
+    def hypers(self):
+        h = self.__dict__.get('_hypers')
+        if h is None: h = self.__dict__['_hypers'] = [{self.fwd_map.get(k, k): v for k, v in _flat_pg(pg).items()} for pg in self.opt.param_groups]
+        return h
+    def _set_hyper(self, k, v): self.__dict__['_hypers'] = None; super()._set_hyper(k, v)
+    def load_state_dict(self, sd): self.__dict__['_hypers'] = None; self.opt.load_state_dict(sd)
     def set_hyper(self, k, v):
         # the one-cycle scheduler sets two hypers every batch; fastai's `set_hyper` builds `hypers` each time for a check
         if not isinstance(v, (int, float)): return super().set_hyper(k, v) # lists, slices: fastai's rules
@@ -256,11 +283,13 @@ class NaNGuard(Callback):
     def __init__(self, every:int=50): self.every = every
     def before_train(self): self.buf, self.lrs = None, []
     def after_loss(self):
-        if not self.training: return
-        if self.buf is None: self.buf = torch.zeros(self.n_iter, device=self.loss.device)
-        self.buf[self.iter] = self.loss.detach().float().mean() # stays on the device: no sync
-        self.lrs.append(self.opt.hypers[-1]['lr'])
-        if (self.iter+1) % self.every == 0: self.check()
+        learn = self.learn # `self.x` would walk fastcore's `GetAttr` to the `Learner` for each name, every batch
+        if not learn.training: return
+        loss = learn.loss.detach()
+        if self.buf is None: self.buf = torch.zeros(learn.n_iter, device=loss.device)
+        self.buf[learn.iter] = loss.mean() if loss.ndim else loss # one copy kernel; it stays on the device: no sync
+        self.lrs.append(learn.opt.hypers[-1]['lr'])
+        if (learn.iter+1) % self.every == 0: self.check()
     def after_train(self): self.check() # before `EpochCheckpoint` saves the epoch
     def check(self):
         "Raise `TrainingDiverged` if a loss of this epoch so far is not finite (one sync)"
@@ -397,6 +426,26 @@ def plot_lr_find(learn:Learner, # a Learner after `find_lrs`
     return plot_lr_curve(learn.recorder.lrs, learn.recorder.losses, lr_min, lr_max)
 
 # %% ../nbs/02_learner.ipynb #02-learn-036
+def combine_scheds_float(pcts:list, # the share of the cycle each schedule runs, summing to 1
+                         scheds:list, # fastai schedules (`SchedCos`, `SchedLin`...), one per share
+                        ):
+    "fastai's `combine_scheds` in Python floats: the same values, without tensor ops on every call"
+    # fastai's version finds the phase with a CPU tensor compare, `nonzero`, `max` and `item`, and `fit_one_cycle` hands
+    # it NumPy arrays: about 90 us per hyper per batch on a 2-core CPU, twice per batch, where a bs-512 H100 step is 5.5 ms
+    assert abs(sum(pcts) - 1) < 1e-9 and all(p >= 0 for p in pcts), f"pcts must be >= 0 and sum to 1, got {pcts}"
+    bounds = list(itertools.accumulate([0., *pcts]))
+    def _inner(pos):
+        i = min(max(bisect.bisect_right(bounds, pos) - 1, 0), len(bounds) - 2)
+        return scheds[i]((pos - bounds[i]) / (bounds[i+1] - bounds[i]))
+    return _inner
+
+def one_cycle_scheds(lr_min:float, lr_max:float, pct_start:float=5/24, moms:tuple=(0.95,0.85,0.95), anneal:str='cos')->dict:
+    "`ParamScheduler`'s `lr` and `mom` schedules: LRMIN up to LRMAX at `pct_start` and back, `moms` the other way"
+    if anneal not in ('cos', 'linear'): raise UserError(f"unknown anneal {anneal!r}: use 'cos' or 'linear'")
+    sched, pcts = SchedCos if anneal == 'cos' else SchedLin, [pct_start, 1-pct_start]
+    return {'lr': combine_scheds_float(pcts, [sched(lr_min, lr_max), sched(lr_max, lr_min)]),
+            'mom': combine_scheds_float(pcts, [sched(moms[0], moms[1]), sched(moms[1], moms[2])])}
+
 def fit_one_cycle_s10(learn:Learner, # a Learner from `cifar_learner`
                       epochs:int, lr_min:float, lr_max:float,
                       pct_start:float=5/24, # where the LR peaks
@@ -405,13 +454,9 @@ def fit_one_cycle_s10(learn:Learner, # a Learner from `cifar_learner`
                       start_epoch:int=0, # resume at this epoch with the same schedule
                       anneal:str='cos', # 'cos' (fastai's `fit_one_cycle`) or 'linear'
                      ):
-    "One cycle from LRMIN up to LRMAX at `pct_start` and back down to LRMIN"
+    "One cycle from LRMIN up to LRMAX at `pct_start` and back down to LRMIN: fastai's `fit_one_cycle` with `div=div_final=LRMAX/LRMIN`"
     if not 0 < lr_min < lr_max: raise UserError(f"need 0 < lr_min < lr_max, got lr_min={lr_min:g}, lr_max={lr_max:g}: pass --lr-min smaller than --lr-max")
-    if anneal == 'cos':
-        div = lr_max/lr_min
-        return learn.fit_one_cycle(epochs, lr_max, div=div, div_final=div, pct_start=pct_start, moms=moms, cbs=cbs, start_epoch=start_epoch)
-    if anneal != 'linear': raise UserError(f"unknown anneal {anneal!r}: use 'cos' or 'linear'")
-    pcts = [pct_start, 1-pct_start]
-    scheds = {'lr': combine_scheds(pcts, [SchedLin(lr_min, lr_max), SchedLin(lr_max, lr_min)]),
-              'mom': combine_scheds(pcts, [SchedLin(moms[0], moms[1]), SchedLin(moms[1], moms[2])])}
+    # what `learn.fit_one_cycle` runs (its `ParamScheduler` over `learn.fit`), with schedules in Python floats
+    scheds = one_cycle_scheds(lr_min, lr_max, pct_start, moms, anneal)
     learn.fit(epochs, cbs=ParamScheduler(scheds) + L(cbs), start_epoch=start_epoch)
+

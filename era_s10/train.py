@@ -36,7 +36,8 @@ class EpochTimer(Callback):
     def before_epoch(self): self.t0 = time.perf_counter()
     def before_train(self): self.tt = time.perf_counter()
     def after_batch(self):
-        if self.training: self.train_n += self.xb[0].shape[0]
+        learn = self.learn # not `self.training`: fastcore's `GetAttr` walk to the `Learner` costs a few us a batch
+        if learn.training: self.train_n += learn.xb[0].shape[0]
     def after_train(self):
         if self.dls.device.type == 'cuda': torch.cuda.synchronize() # once per epoch, not per batch
         self.epoch_train_s = time.perf_counter() - self.tt
@@ -52,7 +53,8 @@ class ScheduleLog(Callback):
     def __init__(self, fname): store_attr()
     def before_train(self): self.rows, self.ep = [], self.epoch
     def after_batch(self):
-        if self.training: h = self.opt.hypers[-1]; self.rows.append((h['lr'], h['mom']))
+        learn = self.learn # direct: see `EpochTimer`
+        if learn.training: h = learn.opt.hypers[-1]; self.rows.append((h['lr'], h['mom']))
     def after_epoch(self):
         if getattr(self, 'ep', None) != self.epoch: return # skipped by a resumed fit
         new = not Path(self.fname).exists()

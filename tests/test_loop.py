@@ -7,7 +7,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from fastai.callback.core import Callback
 from fastai.optimizer import Adam
 from era_s10.data import make_cifar_folder, cifar10_dls
-from era_s10.learner import cifar_learner, NaNGuard, adamw, norm_bias_groups
+from era_s10.learner import cifar_learner, NaNGuard, adamw, norm_bias_groups, fit_one_cycle_s10
 from era_s10.model import CustomResNet
 from era_s10.train import EpochTimer, ScheduleLog
 
@@ -39,7 +39,7 @@ def fit_ops(dls, tmp, **kw):
     "Median aten ops per training step of `learn.fit`, with the callbacks `train_run` adds"
     learn = cifar_learner(dls, path=tmp, precision='fp32', cbs=[EpochTimer(), NaNGuard(), ScheduleLog(tmp/'schedule.csv')], **kw)
     oc = OpsPerStep()
-    with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(1, 1e-3, cbs=oc)
+    with learn.no_bar(), learn.no_logging(): fit_one_cycle_s10(learn, 1, 1e-4, 1e-3, cbs=oc) # the experiment's schedule
     return sorted(oc.counts[1:])[len(oc.counts[1:])//2] # the first step also creates the optimizer state
 
 
@@ -93,5 +93,5 @@ def test_no_sync_in_cuda_batch(tmp_path):
     learn = cifar_learner(d, path=tmp_path, cbs=[EpochTimer(), NaNGuard(every=10**9), ScheduleLog(tmp_path/'s.csv')])
     learn.sync_free_loss.every = math.inf # the progress bar's once-a-second read is allowed; take it out here
     try:
-        with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(2, 1e-3, cbs=[SyncIsError(), SyncAllowed()])
+        with learn.no_bar(), learn.no_logging(): fit_one_cycle_s10(learn, 2, 1e-4, 1e-3, cbs=[SyncIsError(), SyncAllowed()])
     finally: torch.cuda.set_sync_debug_mode('default')
