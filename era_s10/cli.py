@@ -84,7 +84,9 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run at its next epoch (default: a new run)')
     t.add_argument('--strict', action='store_true', help='unreadable image files are an error, not skipped')
     t.add_argument('--no-plots', action='store_true', help='write no PNGs')
-    t.add_argument('--compile', action='store_true', help='torch.compile the model (slow start; pays off on long GPU runs)')
+    t.add_argument('--compile', nargs='?', const=True, default='auto', metavar='MODE',
+                   help="torch.compile the model: 'auto' (default) is CUDA graphs (reduce-overhead) on CUDA and none on the CPU; "
+                        "'none', a mode (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs), or no MODE for torch's default")
     e = cmd('evaluate', 'loss and accuracy of a saved run')
     e.add_argument('run_dir', metavar='RUN_DIR', help='a finished run folder')
     e.add_argument('--data', help="CIFAR-10 source to evaluate on (default: the run's data and validation split)")
@@ -119,7 +121,9 @@ def make_parser()->argparse.ArgumentParser:
 # %% ../nbs/04_cli.ipynb #04-cli-008
 def _train(a):
     from era_s10.train import train_run, train_seeds
+    from era_s10.learner import resolve_compile
     if (a.lr_min is None) != (a.lr_max is None): raise UserError("pass both --lr-min and --lr-max, or neither to run the LR finder")
+    resolve_compile(a.compile, 'cpu') # an unknown mode fails before any work
     if a.lr_min is not None and a.lr_min >= a.lr_max: raise UserError(f"--lr-min {a.lr_min:g} must be below --lr-max {a.lr_max:g}: pass a smaller --lr-min or a larger --lr-max")
     kw = dict(data=a.data, epochs=a.epochs, bs=a.bs, lr_min=a.lr_min, lr_max=a.lr_max, device=a.device, subset=a.subset,
               wd=a.wd, label_smoothing=a.label_smoothing, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots,

@@ -6,7 +6,7 @@ Docs: https://era-s10.github.io/era_s10/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #03-train-002
 from __future__ import annotations
-import json, os, platform, random, signal, sys, threading, time, warnings
+import contextlib, json, os, platform, random, signal, sys, threading, time, warnings
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 import matplotlib
@@ -14,6 +14,7 @@ from fastcore.basics import store_attr
 from fastai.learner import Learner, ValueMetric
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
+from fastai.callback.channelslast import ChannelsLast
 from fastai.interpret import ClassificationInterpretation
 from fastai.torch_core import set_seed
 import fastai
@@ -26,7 +27,7 @@ from .learner import (cifar_learner, recipe_settings, find_lrs, plot_lr_curve, f
 __all__ = ['SPLIT_SEED', 'EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'RunFolder',
            'plot_learning_curves', 'plot_schedule', 'resolve_device', 'load_run', 'inference_learner', 'export_learner',
            'per_class_accuracy', 'Interrupted', 'StopOnSignal', 'RunComplete', 'seed_run', 'setup_run', 'lr_range_test',
-           'fit_run', 'report_run', 'report', 'train_run', 'evaluate_run', 'train_seeds']
+           'warm_compiled', 'fit_run', 'report_run', 'report', 'train_run', 'evaluate_run', 'train_seeds']
 
 # %% ../nbs/03_train.ipynb #03-train-005
 class EpochTimer(Callback):
@@ -279,7 +280,7 @@ def seed_run(seed:int, device):
 
 def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float=None, lr_max:float=None, seed:int=42,
               device:str='auto', subset:int=None, wd:float=None, precision:str='auto', valid_pct:float=0.1,
-              label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool=False, recipe:str='default'):
+              label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool|str='auto', recipe:str='default'):
     "Phase 1: a new run folder (or the one `resume` names, with its settings), its DataLoaders and its `Learner`"
     if resume is not None:
         rf = RunFolder(resume)
@@ -305,7 +306,7 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
     cfg['precision'] = learn.precision
     if resume is None: rf.write_config(cfg)
     learn.run_folder = rf
-    return learn, cfg, dict(compile=compile, start=time.perf_counter()) # facts of this process, for the summary
+    return learn, cfg, dict(compile=learn.compile_mode, start=time.perf_counter()) # facts of this process, for the summary
 
 def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
     "Phase 2: LRMIN and LRMAX from `learn.lr_find()` into `cfg` and `config.json`, and the curve into `lr_find.csv`"
@@ -320,6 +321,32 @@ def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
     learn.run_folder.write_config(cfg)
     return cfg
 
+def warm_compiled(learn:Learner)->float:
+    "Compile (and record the CUDA graphs of) a compiled model's training and validation steps now; returns the seconds"
+    # `torch.compile` compiles on first use: in the first epoch's training batch, then its first and last (smaller)
+    # validation batches. Compiling them here keeps one-time work out of the epochs' times; the summary reports it.
+    # Zero inputs draw no random numbers; the training step's BatchNorm statistics and gradients are put back.
+    if not getattr(learn, 'compile_mode', False): return 0.
+    t, m, dev = time.perf_counter(), learn.model, learn.dls.device
+    mf = torch.channels_last if any(isinstance(cb, ChannelsLast) for cb in learn.cbs) else torch.contiguous_format
+    m.to(dev, memory_format=mf) # as `TrainEvalCallback` and `ChannelsLast` leave it for training
+    ac = torch.autocast(torch.device(dev).type, dtype=torch.bfloat16 if learn.precision == 'bf16' else torch.float16) if learn.precision in ('bf16','fp16') else contextlib.nullcontext()
+    n_valid, bs = len(learn.dls.valid_ds), learn.dls.valid.bs
+    shapes = sorted({min(bs, n_valid), n_valid % bs or min(bs, n_valid)})
+    state, was_training = {k: v.clone() for k, v in m.state_dict().items()}, m.training
+    x = lambda n: torch.zeros(n, 3, 32, 32, device=dev) # contiguous, as the loaders' batches: compiled code checks strides
+    for _ in range(3): # torch's CUDA graphs run a function twice (warm-up, record) before replaying it
+        torch.compiler.cudagraph_mark_step_begin(); m.train()
+        with ac: out = m(x(learn.dls.train.bs))
+        learn.loss_func(out.float(), torch.zeros(len(out), dtype=torch.long, device=dev)).backward()
+        m.eval()
+        for n in shapes:
+            torch.compiler.cudagraph_mark_step_begin()
+            with torch.no_grad(), ac: m(x(n))
+    m.load_state_dict(state); m.zero_grad(set_to_none=True); m.train(was_training)
+    if torch.device(dev).type == 'cuda': torch.cuda.synchronize()
+    return time.perf_counter() - t
+
 def fit_run(learn:Learner, cfg:dict, start_epoch:int=0)->Learner:
     "Phase 3: one cycle from `start_epoch` (after `load_checkpoint` on a resume) with the run's logs, then `model.pth` and `export.pkl`"
     rf, n = learn.run_folder, len(learn.dls.train)
@@ -330,6 +357,7 @@ def fit_run(learn:Learner, cfg:dict, start_epoch:int=0)->Learner:
     if start_epoch == 0: # the same draws whatever ran before (the LR finder)
         seed_run(cfg['seed'], learn.dls.device); learn.dls.train.rng = random.Random(random.randint(0, 2**32-1))
     if start_epoch < cfg['epochs']:
+        learn.compile_seconds = warm_compiled(learn)
         try: fit_one_cycle_s10(learn, cfg['epochs'], cfg['lr_min'], cfg['lr_max'], cbs=cbs, start_epoch=start_epoch,
                                anneal=recipe_settings(cfg.get('recipe', 'default'))['anneal'])
         except TrainingDiverged as e:
@@ -349,7 +377,7 @@ def report_run(learn:Learner, # the trained `Learner`, with `learn.run_folder` i
     rf, dls = learn.run_folder, learn.dls
     cfg, old = rf.read_config(), rf.read_summary()
     rcp = cfg.get('recipe', 'default'); r = recipe_settings(rcp)
-    proc = process if process is not None else {k: old.get(k) for k in ('seconds','compile','resumed_at_epoch','epochs_this_process')}
+    proc = process if process is not None else {k: old.get(k) for k in ('seconds','compile','compile_seconds','resumed_at_epoch','epochs_this_process')}
     with learn.no_bar(), learn.no_logging():
         probs, targs = learn.get_preds(dl=dls.valid)
         pt, _ = get_preds_tta(learn)
@@ -368,7 +396,7 @@ def report_run(learn:Learner, # the trained `Learner`, with `learn.run_folder` i
              valid_loss=float(F.cross_entropy(probs.clamp_min(1e-12).log(), targs)), valid_accuracy=acc, valid_accuracy_tta=acc_tta,
              per_class_accuracy=per_class_accuracy(probs, targs), n_params=n_params(learn.model))
     if dls.valid_split == 'test': s.update(test_accuracy=acc, test_accuracy_tta=acc_tta)
-    s.update(seconds=proc.get('seconds'), epochs_seconds=sum(float(m['seconds']) for m in metrics),
+    s.update(seconds=proc.get('seconds'), compile_seconds=proc.get('compile_seconds'), epochs_seconds=sum(float(m['seconds']) for m in metrics),
              train_images_per_s=per_epoch*len(ts)/sum(ts) if ts and len(ts) == len(metrics) else old.get('train_images_per_s'),
              device=_device_name(dls.device), versions=_versions(), epochs_this_process=proc.get('epochs_this_process'))
     if plots:
@@ -411,7 +439,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               resume=None, # a run folder with `checkpoint.pth` to continue
               plots:bool=True, # write the PNGs
               quiet:bool=False, # no progress bars
-              compile:bool=False, # `torch.compile` the model (see `cifar_learner`)
+              compile:bool|str='auto', # `torch.compile` mode (see `resolve_compile`): 'auto' is CUDA graphs on CUDA, none on the CPU
               recipe:str='default', # 'default', or 'seed' for the original notebook's settings (see `RECIPES`)
              )->dict:
     "Run the ERA Session 10 experiment and write a run folder: `setup_run`, `lr_range_test`, `fit_run`, `report_run`"
@@ -424,7 +452,8 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
             if resume is None: cfg = lr_range_test(learn, cfg, lr_find_its)
             else: start = proc['resumed_at_epoch'] = load_checkpoint(learn, learn.run_folder.checkpoint)['epoch'] + 1
             fit_run(learn, cfg, start)
-            proc.update(seconds=time.perf_counter()-proc.pop('start'), epochs_this_process=cfg['epochs']-start)
+            proc.update(seconds=time.perf_counter()-proc.pop('start'), epochs_this_process=cfg['epochs']-start,
+                        compile_seconds=getattr(learn, 'compile_seconds', 0.))
             return report_run(learn, proc, plots)
     except KeyboardInterrupt as e:
         e.run_dir = learn.run_folder.path; raise

@@ -58,7 +58,18 @@ def test_compile_reaches_the_model(monkeypatch, tiny_data, tmp_path):
     assert json.loads((tmp_path/'r'/'summary.json').read_text())['compile'] is True
 
 
+def test_compile_mode(monkeypatch, tiny_data, tmp_path, cli, user_error):
+    "--compile MODE reaches `Module.compile`; an unknown mode is a one-line error"
+    modes = []
+    monkeypatch.setattr(torch.nn.Module, 'compile', lambda self, *a, **k: modes.append(k.get('mode')))
+    main(['train', '--data', str(tiny_data), '--epochs', '1', '--bs', '16', '--lr-min', '1e-4', '--lr-max', '1e-3',
+          '--no-plots', '--compile', 'max-autotune-no-cudagraphs', '--device', 'cpu', '--out', str(tmp_path/'r')])
+    assert modes == ['max-autotune-no-cudagraphs']
+    user_error(cli('train', '--data', tiny_data, '--compile', 'fast', '--out', tmp_path/'r2'), "unknown torch.compile mode 'fast'", 'use none, auto')
+
+
 def test_compile_off_by_default(monkeypatch, tiny_data, tmp_path):
+    "`cifar_learner` compiles only when asked; `era-s10 train`'s default ('auto') compiles only on CUDA"
     from era_s10.learner import cifar_learner
     from era_s10.data import cifar10_dls
     calls = []
@@ -66,6 +77,9 @@ def test_compile_off_by_default(monkeypatch, tiny_data, tmp_path):
     dls = cifar10_dls(tiny_data, bs=16, device='cpu')
     cifar_learner(dls, path=tmp_path)
     assert calls == []
+    main(['train', '--data', str(tiny_data), '--epochs', '1', '--bs', '16', '--lr-min', '1e-4', '--lr-max', '1e-3',
+          '--no-plots', '--device', 'cpu', '--out', str(tmp_path/'r')])
+    assert calls == [] and json.loads((tmp_path/'r'/'summary.json').read_text())['compile'] is False
     learn = cifar_learner(dls, path=tmp_path, compile=True)
     assert calls == [1] and not any(k.startswith('_orig_mod') for k in learn.model.state_dict())
 
