@@ -427,6 +427,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                     rows.append(_row(f"torch.compile ({mode}) vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c, eager, ratio, ('>', 1),
                                      notes=f"{rnd} x {n} steps, bare loop; compile + first 2 steps ({cache}): {compile_s:.0f} s, not in the rate"))
                     if dev.type == 'cuda': # `era-s10 train` compiles on CUDA: (b) again, with both loops compiled in this mode
+                        ctx, _ = _cold_compile_cache(tmp/f'inductor-{mode}-fit') # a context manager is entered once
                         with ctx:
                             comp_dl = bare_loop(loader=dls.train, precision=prec, compile=mode, warm=3)
                             T2 = interleaved(dict(fit=lambda: fit_images_per_s(dls, n, warm=3, path=tmp, compile=mode), bare=lambda: comp_dl(n)), R)

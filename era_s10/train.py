@@ -322,28 +322,23 @@ def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
     return cfg
 
 def warm_compiled(learn:Learner)->float:
-    "Compile (and record the CUDA graphs of) a compiled model's training and validation steps now; returns the seconds"
-    # `torch.compile` compiles on first use: in the first epoch's training batch, then its first and last (smaller)
-    # validation batches. Compiling them here keeps one-time work out of the epochs' times; the summary reports it.
-    # Zero inputs draw no random numbers; the training step's BatchNorm statistics and gradients are put back.
+    "Compile (and record the CUDA graphs of) a compiled model's validation batches now; returns the seconds"
+    # `torch.compile` compiles on first use: the training step in the LR finder (or the first epoch if the LRs are
+    # given), the validation batches in the first epoch, once for the full and once for the smaller last batch.
+    # Compiling those here keeps one-time work out of the epochs' times; the summary reports it. Zero inputs in eval
+    # mode without gradients change no weights, BatchNorm statistics or random state.
     if not getattr(learn, 'compile_mode', False): return 0.
     t, m, dev = time.perf_counter(), learn.model, learn.dls.device
     mf = torch.channels_last if any(isinstance(cb, ChannelsLast) for cb in learn.cbs) else torch.contiguous_format
     m.to(dev, memory_format=mf) # as `TrainEvalCallback` and `ChannelsLast` leave it for training
     ac = torch.autocast(torch.device(dev).type, dtype=torch.bfloat16 if learn.precision == 'bf16' else torch.float16) if learn.precision in ('bf16','fp16') else contextlib.nullcontext()
     n_valid, bs = len(learn.dls.valid_ds), learn.dls.valid.bs
-    shapes = sorted({min(bs, n_valid), n_valid % bs or min(bs, n_valid)})
-    state, was_training = {k: v.clone() for k, v in m.state_dict().items()}, m.training
-    x = lambda n: torch.zeros(n, 3, 32, 32, device=dev) # contiguous, as the loaders' batches: compiled code checks strides
-    for _ in range(3): # torch's CUDA graphs run a function twice (warm-up, record) before replaying it
-        torch.compiler.cudagraph_mark_step_begin(); m.train()
-        with ac: out = m(x(learn.dls.train.bs))
-        learn.loss_func(out.float(), torch.zeros(len(out), dtype=torch.long, device=dev)).backward()
-        m.eval()
-        for n in shapes:
+    was_training = m.training; m.eval()
+    for n in sorted({min(bs, n_valid), n_valid % bs or min(bs, n_valid)}):
+        for _ in range(3): # torch's CUDA graphs run a function twice (warm-up, record) before replaying it
             torch.compiler.cudagraph_mark_step_begin()
-            with torch.no_grad(), ac: m(x(n))
-    m.load_state_dict(state); m.zero_grad(set_to_none=True); m.train(was_training)
+            with torch.no_grad(), ac: m(torch.zeros(n, 3, 32, 32, device=dev)) # contiguous, as the loaders' batches
+    m.train(was_training)
     if torch.device(dev).type == 'cuda': torch.cuda.synchronize()
     return time.perf_counter() - t
 

@@ -6,8 +6,9 @@
 # Usage, on the GPU machine after `source .gpu/setup.sh`:   bash scripts/gpu_run.sh DATA OUT_DIR [BUDGET_S]
 #   BENCH_ARGS="--compile none"  extra `era-s10 bench` options (default: none, so every compile mode)
 #   SEEDS=0,1,2                   the seeds of the experiment runs
-#   PROBE=0                       skip the step probe
-#   EAGER=1                       then one more run, seed 0 with --compile none, beside the default (compiled on CUDA)
+#   PYTEST_ARGS="-k cuda"         extra pytest options (default: none, so every test of tests/test_loop.py)
+#   BENCH=0, PROBE=0              skip the benchmark, the step probe
+#   EAGER=1                       then the same seeds again with --compile none, beside the default (compiled on CUDA)
 set -uo pipefail
 data=${1:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; out=${2:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; budget=${3:-540}
 mkdir -p "$out"; runs=$(mktemp -d)
@@ -15,10 +16,11 @@ left() { local v=$(( budget - SECONDS - ${1:-0} )); echo $(( v < 30 ? 30 : v ));
 step() { local t=$1; shift; echo "== $* (at ${SECONDS} s, ${t} s allowed)"; timeout -s TERM -k 10 "$t" "$@"; echo "== rc=$? at ${SECONDS} s"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 python3 -c "import torch, fastai; print('torch', torch.__version__, '| fastai', fastai.__version__, '| cuda', torch.version.cuda)"
-step 150 python3 -m pytest -q -rs tests/test_loop.py 2>&1 | tee "$out/pytest.log"
+# shellcheck disable=SC2086 # PYTEST_ARGS is a list of options
+step 150 python3 -m pytest -q -rs tests/test_loop.py ${PYTEST_ARGS:-} 2>&1 | tee "$out/pytest.log"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
-step "$(left 160)" era-s10 bench --data "$data" --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
+[ "${BENCH:-1}" = 0 ] || step "$(left 160)" era-s10 bench --data "$data" --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
 [ "${PROBE:-1}" = 0 ] || step 70 python3 scripts/fit_probe.py "$data" 2>&1 | tee "$out/probe.log"
-step "$(left 10)" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --out "$runs/seeds" 2>&1 | tee "$out/train.log"
-[ "${EAGER:-0}" = 0 ] || step "$(left 5)" era-s10 train --data "$data" --seed 0 --compile none --out "$runs/eager" 2>&1 | tee "$out/eager.log"
+step "$(left "$([ "${EAGER:-0}" = 0 ] && echo 10 || echo 115)")" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --out "$runs/seeds" 2>&1 | tee "$out/train.log"
+[ "${EAGER:-0}" = 0 ] || step "$(left 5)" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --compile none --out "$runs/eager" 2>&1 | tee "$out/eager.log"
 tar czf "$out/runs.tgz" --exclude='*.pth' --exclude='*.pkl' -C "$runs" . # the summaries, configs and histories
