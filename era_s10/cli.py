@@ -84,9 +84,9 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run at its next epoch (default: a new run)')
     t.add_argument('--strict', action='store_true', help='unreadable image files are an error, not skipped')
     t.add_argument('--no-plots', action='store_true', help='write no PNGs')
-    t.add_argument('--compile', nargs='?', const=True, default='auto', metavar='MODE',
-                   help="torch.compile the model: 'auto' (default) is CUDA graphs (reduce-overhead) on CUDA and none on the CPU; "
-                        "'none', a mode (default, reduce-overhead, max-autotune, max-autotune-no-cudagraphs), or no MODE for torch's default")
+    t.add_argument('--compile', nargs='?', const=True, default=False, metavar='MODE',
+                   help="torch.compile the model (default: not): no MODE for torch's default mode, a mode (default, reduce-overhead, "
+                        "max-autotune, max-autotune-no-cudagraphs), 'auto' for CUDA graphs (reduce-overhead) on CUDA and none on the CPU, or 'none'")
     e = cmd('evaluate', 'loss and accuracy of a saved run')
     e.add_argument('run_dir', metavar='RUN_DIR', help='a finished run folder')
     e.add_argument('--data', help="CIFAR-10 source to evaluate on (default: the run's data and validation split)")

@@ -244,9 +244,9 @@ TORCH_COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotu
 def resolve_compile(compile, # False/'none', True (torch's default mode), a mode of `TORCH_COMPILE_MODES`, or 'auto'
                     device)->bool|str:
     "The `torch.compile` mode `compile` means on `device`: 'auto' is CUDA graphs ('reduce-overhead') on CUDA, none on the CPU"
-    # measured on an H100 (README): a bs-512 eager step spends more CPU time launching ~450 kernels than the GPU spends
-    # running them; a CUDA graph replays the whole forward or backward with one launch. On the CPU, compiling needs a
-    # C++ compiler and minutes, so 'auto' leaves it off there
+    # a bs-512 eager step launches ~450 kernels; a CUDA graph replays a whole forward or backward with one launch (on an
+    # H100: 1.41x the bare loop's step, but whole `era-s10 train` runs no faster: README). On the CPU, compiling needs
+    # a C++ compiler and minutes, so 'auto' leaves it off there
     if compile in (None, False, 'none'): return False
     if compile == 'auto': return 'reduce-overhead' if torch.device(device).type == 'cuda' else False
     if compile is True or compile in TORCH_COMPILE_MODES: return compile
@@ -452,7 +452,7 @@ def combine_scheds_float(pcts:list, # the share of the cycle each schedule runs,
                         ):
     "fastai's `combine_scheds` in Python floats: the same values, without tensor ops on every call"
     # fastai's version finds the phase with a CPU tensor compare, `nonzero`, `max` and `item`, and `fit_one_cycle` hands
-    # it NumPy arrays: about 90 us per hyper per batch on a 2-core CPU, twice per batch, where a bs-512 H100 step is 5.5 ms
+    # it NumPy arrays: 73 us a call against 1.0 here on a 2-core CPU (`scripts/loop_overhead.py`), twice a batch
     assert abs(sum(pcts) - 1) < 1e-9 and all(p >= 0 for p in pcts), f"pcts must be >= 0 and sum to 1, got {pcts}"
     bounds = list(itertools.accumulate([0., *pcts]))
     def _inner(pos):

@@ -280,7 +280,7 @@ def seed_run(seed:int, device):
 
 def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float=None, lr_max:float=None, seed:int=42,
               device:str='auto', subset:int=None, wd:float=None, precision:str='auto', valid_pct:float=0.1,
-              label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool|str='auto', recipe:str='default'):
+              label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool|str=False, recipe:str='default'):
     "Phase 1: a new run folder (or the one `resume` names, with its settings), its DataLoaders and its `Learner`"
     if resume is not None:
         rf = RunFolder(resume)
@@ -434,7 +434,7 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               resume=None, # a run folder with `checkpoint.pth` to continue
               plots:bool=True, # write the PNGs
               quiet:bool=False, # no progress bars
-              compile:bool|str='auto', # `torch.compile` mode (see `resolve_compile`): 'auto' is CUDA graphs on CUDA, none on the CPU
+              compile:bool|str=False, # `torch.compile` the model: True, a mode, or 'auto' for CUDA graphs on CUDA only (see `resolve_compile`)
               recipe:str='default', # 'default', or 'seed' for the original notebook's settings (see `RECIPES`)
              )->dict:
     "Run the ERA Session 10 experiment and write a run folder: `setup_run`, `lr_range_test`, `fit_run`, `report_run`"

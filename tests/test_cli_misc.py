@@ -69,7 +69,7 @@ def test_compile_mode(monkeypatch, tiny_data, tmp_path, cli, user_error):
 
 
 def test_compile_off_by_default(monkeypatch, tiny_data, tmp_path):
-    "`cifar_learner` compiles only when asked; `era-s10 train`'s default ('auto') compiles only on CUDA"
+    "`cifar_learner` and `era-s10 train` compile only when asked"
     from era_s10.learner import cifar_learner
     from era_s10.data import cifar10_dls
     calls = []

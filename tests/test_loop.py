@@ -97,7 +97,7 @@ def test_no_sync_in_cuda_batch(tmp_path):
     finally: torch.cuda.set_sync_debug_mode('default')
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs, `era-s10 train`'s default compile there")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs (`compile='auto'` there)")
 def test_cuda_graphs_match_eager(tmp_path):
     "A fit through CUDA graphs (`compile='auto'` on CUDA) predicts what the same weights predict eagerly"
     d = cifar10_dls(make_cifar_folder(tmp_path/'c', n_per_class=60), bs=64, device='cuda')
@@ -113,11 +113,11 @@ def test_cuda_graphs_match_eager(tmp_path):
     assert (probs.argmax(1) == pe.argmax(1)).float().mean() >= 0.95 and (probs - pe).abs().max() < 0.05
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs, `era-s10 train`'s default compile there")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs (`compile='auto'` there)")
 def test_cuda_graphs_train_run(tmp_path):
-    "`train_run` with its defaults on CUDA compiles before the first epoch and finishes the run"
+    "`train_run(compile='auto')` on CUDA compiles the validation batches before the first epoch and finishes the run"
     from era_s10.train import train_run
     s = train_run(make_cifar_folder(tmp_path/'c', n_per_class=60), out=tmp_path/'r', epochs=2, bs=64, lr_find_its=20,
-                  device='cuda', plots=False, quiet=True)
+                  device='cuda', plots=False, quiet=True, compile='auto')
     assert s['compile'] == 'reduce-overhead' and s['compile_seconds'] > 0
     assert math.isfinite(s['valid_loss']) and 0 <= s['valid_accuracy'] <= 1 and s['epochs_seconds'] < s['seconds']

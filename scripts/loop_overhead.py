@@ -1,0 +1,52 @@
+"""Python work per training batch of fastai's loop, on the CPU: function calls per batch (cProfile) of a bare loop, of
+`learn.fit` as `era-s10 bench` times it, and of the callbacks, schedule and progress bar `era-s10 train` adds, with a
+model that costs almost nothing and no augmentation; then of the training loader alone, with and without the
+augmentation; then the time per call of the one-cycle schedule (fastai's `combine_scheds` as `fit_one_cycle` builds
+it, against `combine_scheds_float`) and of `TorchOpt.hypers`.
+Usage:   python scripts/loop_overhead.py [STEPS]"""
+import cProfile, contextlib, pstats, sys, tempfile, timeit
+from pathlib import Path
+import numpy as np, torch
+from fastai.callback.schedule import combined_cos, SchedCos
+from fastai.callback.progress import CSVLogger
+import era_s10.bench as B
+from era_s10.data import make_cifar_folder, cifar10_dls
+from era_s10.learner import cifar_learner, fit_one_cycle_s10, combine_scheds_float, NaNGuard
+from era_s10.train import EpochTimer, StopOnSignal, ScheduleLog
+
+steps, tmp = int(sys.argv[1]) if len(sys.argv) > 1 else 200, Path(tempfile.mkdtemp())
+torch.set_num_threads(1)
+dls = cifar10_dls(make_cifar_folder(tmp/'c', n_per_class=120), bs=2, device='cpu', batch_tfms=[])
+def model(): return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10, bias=False))
+
+def fit(n, train=False):
+    learn = cifar_learner(dls, path=tmp, model=model(), precision='fp32', cbs=[EpochTimer(), NaNGuard(), StopOnSignal()] if train else None)
+    cbs = [B.FitTimer(warm=5, n=n)] + ([CSVLogger(tmp/'m.csv'), ScheduleLog(tmp/'s.csv')] if train else [])
+    with (contextlib.redirect_stdout(None) if train else learn.no_bar()), learn.no_logging():
+        if train: fit_one_cycle_s10(learn, 10**4, 1e-4, 1e-3, cbs=cbs)
+        else: learn.fit(10**4, 1e-3, cbs=cbs)
+
+def calls(f, n):
+    p = cProfile.Profile(); p.enable(); f(n); p.disable(); return pstats.Stats(p).total_calls
+per_batch = lambda f: (calls(f, 2*steps) - calls(f, steps))/steps # the difference leaves out the set-up
+bare = B.bare_loop(loader=dls.train, model=model(), precision='fp32', warm=3)
+print(f"Python calls per training batch: bare loop {per_batch(bare):.0f}, learn.fit {per_batch(fit):.0f}, "
+      f"with era-s10 train's callbacks and schedule {per_batch(lambda n: fit(n, True)):.0f}")
+
+aug = cifar10_dls(tmp/'c', bs=2, device='cpu') # the training augmentation of `cifar_batch_tfms`
+def batches(d):
+    def f(n):
+        it = iter(d.train)
+        for _ in range(n): next(it)
+    return f
+print(f"Python calls per batch of the training loader alone: {per_batch(batches(aug)):.0f} with the augmentation, "
+      f"{per_batch(batches(dls)):.0f} without")
+
+us = lambda f: min(timeit.repeat(f, number=2000, repeat=3))/2000*1e6
+fastai_lr = combined_cos(5/24, np.array([1e-4]*2), np.array([1e-3]*2), np.array([1e-4]*2)) # as `fit_one_cycle` builds it
+ours = combine_scheds_float([5/24, 19/24], [SchedCos(1e-4, 1e-3), SchedCos(1e-3, 1e-4)])
+print(f"one-cycle LR per call: fastai combined_cos with fit_one_cycle's arrays {us(lambda: fastai_lr(0.4)):.1f} us, "
+      f"combine_scheds_float {us(lambda: ours(0.4)):.1f} us")
+learn = cifar_learner(dls, path=tmp, model=model(), precision='fp32'); learn.create_opt()
+print(f"TorchOpt.hypers: {us(lambda: learn.opt.hypers):.2f} us cached, "
+      f"{us(lambda: (learn.opt.__dict__.__setitem__('_hypers', None), learn.opt.hypers)):.2f} us rebuilt")
