@@ -21,7 +21,7 @@ from fastai.vision.augment import CropPad, RandomCrop, FlipItem
 from fastai.vision.all import cifar_stats
 from .model import CustomResNet
 from .data import UserError, cifar10_dls, cifar10_arrays, cifar_root, make_cifar_folder, CIFAR10_CLASSES
-from .learner import cifar_learner, pick_precision, cpu_has_bf16, cpu_name, adamw, norm_bias_groups, RECIPES
+from .learner import cifar_learner, pick_precision, autocast_for, cpu_has_bf16, cpu_name, adamw, norm_bias_groups, RECIPES
 
 # %% auto #0
 __all__ = ['COMPILE_MODES', 'n_workers', 'interleaved', 'paired_ratio', 'compare_rounds', 'image_folder', 'fastai_item_dl',
@@ -144,11 +144,6 @@ class FitTimer(Callback):
     def images_per_s(self): return self.imgs/max(self.secs, 1e-9)
 
 # %% ../nbs/05_bench.ipynb #05-bench-021
-def _autocast(device, precision:str):
-    dev = torch.device(device)
-    if precision == 'fp32': return contextlib.nullcontext()
-    return torch.autocast(dev.type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
-
 def _learner_default(k:str): return RECIPES['default'][k] # what `cifar_learner` trains with by default
 
 def fastai_adamw(model, lr:float=1e-3,
@@ -188,7 +183,7 @@ def bare_loop(batches:list=None, # `(x, y)` plain tensors on the device, used in
     else: bs = ((_plain(x), _plain(y)) for x,y in _forever(loader)) # as `learn.fit` gets them: `CastToTensor`
     def step(x, y):
         if mode == 'reduce-overhead': torch.compiler.cudagraph_mark_step_begin() # a new step: graph outputs may be reused
-        with _autocast(dev, precision): out = fwd(x)
+        with autocast_for(dev, precision): out = fwd(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=label_smoothing)
         opt.zero_grad(set_to_none=True)
         if scaler is None: loss.backward(); opt.step()
@@ -426,7 +421,7 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
                     res['compile'][mode] = dict(eager=eager, compiled=c, compile_s=compile_s, cache=cache, speedup=ratio, timings=T, error=None)
                     rows.append(_row(f"torch.compile ({mode}) vs eager, train img/s ({_prec_name(prec, True)}, bs {bs})", c, eager, ratio, ('>', 1),
                                      notes=f"{rnd} x {n} steps, bare loop; compile + first 2 steps ({cache}): {compile_s:.0f} s, not in the rate"))
-                    if dev.type == 'cuda': # `era-s10 train` compiles on CUDA: (b) again, with both loops compiled in this mode
+                    if dev.type == 'cuda': # (b) again with both loops compiled in this mode, as `era-s10 train --compile MODE` trains
                         ctx, _ = _cold_compile_cache(tmp/f'inductor-{mode}-fit') # a context manager is entered once
                         with ctx:
                             comp_dl = bare_loop(loader=dls.train, precision=prec, compile=mode, warm=3)

@@ -6,17 +6,16 @@ Docs: https://era-s10.github.io/era_s10/learner.html.md"""
 
 # %% ../nbs/02_learner.ipynb #02-learn-002
 from __future__ import annotations
-import bisect, itertools, math, platform, random, time
+import bisect, contextlib, itertools, math, platform, random, time
 from functools import partial
 from operator import attrgetter
 from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import store_attr
-from fastcore.xtras import is_listy
+from fastcore.xtras import is_listy, modify_exception
 from fastcore.foundation import L
 from fastai.learner import Learner, CancelFitException, AvgSmoothLoss
 from fastai.callback.core import Callback, _inner_loop, CancelBatchException, CancelBackwardException, CancelStepException
-from fastcore.xtras import modify_exception
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.channelslast import ChannelsLast
 from fastai.callback.schedule import minimum, steep, valley, slide, ParamScheduler, SchedLin, SchedCos
@@ -29,9 +28,9 @@ from .model import CustomResNet
 from .data import UserError
 
 # %% auto #0
-__all__ = ['RECIPES', 'TORCH_COMPILE_MODES', 'CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'DeviceSmoothLoss',
-           'SyncFreeLoss', 'CifarLearner', 'norm_bias_groups', 'TorchOpt', 'AdamW', 'adamw', 'adam_l2',
-           'recipe_settings', 'PlainCrossEntropyLoss', 'resolve_compile', 'CudaGraphSteps', 'cifar_learner',
+__all__ = ['RECIPES', 'TORCH_COMPILE_MODES', 'CPUAutocast', 'cpu_has_bf16', 'cpu_name', 'pick_precision', 'autocast_for',
+           'DeviceSmoothLoss', 'SyncFreeLoss', 'CifarLearner', 'norm_bias_groups', 'TorchOpt', 'AdamW', 'adamw',
+           'adam_l2', 'recipe_settings', 'PlainCrossEntropyLoss', 'resolve_compile', 'CudaGraphSteps', 'cifar_learner',
            'TrainingDiverged', 'NaNGuard', 'rng_states', 'set_rng_states', 'EpochCheckpoint', 'load_checkpoint',
            'LRFindError', 'find_lrs', 'plot_lr_curve', 'plot_lr_find', 'combine_scheds_float', 'one_cycle_scheds',
            'fit_one_cycle_s10']
@@ -70,6 +69,13 @@ def pick_precision(device, # the training device
     if precision != 'auto': return precision
     if dev.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
     return 'bf16' if cpu_has_bf16() else 'fp32'
+
+def autocast_for(device, # where the model runs
+                 precision:str, # 'bf16', 'fp16' or 'fp32', as `pick_precision` resolves it
+                ):
+    "The autocast context of `precision` on `device` (a no-op for fp32), for code that runs the model outside `learn.fit`"
+    if precision == 'fp32': return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
 
 # %% ../nbs/02_learner.ipynb #02-learn-sync
 class DeviceSmoothLoss(AvgSmoothLoss):

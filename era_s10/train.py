@@ -6,7 +6,7 @@ Docs: https://era-s10.github.io/era_s10/train.html.md"""
 
 # %% ../nbs/03_train.ipynb #03-train-002
 from __future__ import annotations
-import contextlib, json, os, platform, random, signal, sys, threading, time, warnings
+import json, os, platform, random, signal, sys, threading, time, warnings
 from pathlib import Path
 import numpy as np, torch, torch.nn.functional as F
 import matplotlib
@@ -21,7 +21,7 @@ import fastai
 from .model import CustomResNet, n_params
 from .data import UserError, cifar10_dls, empty_cifar_dls, show_samples, CIFAR10_CLASSES
 from .learner import (cifar_learner, recipe_settings, find_lrs, plot_lr_curve, fit_one_cycle_s10, NaNGuard, EpochCheckpoint,
-                             load_checkpoint, TrainingDiverged, cpu_name, cpu_has_bf16)
+                             load_checkpoint, TrainingDiverged, cpu_name, cpu_has_bf16, autocast_for)
 
 # %% auto #0
 __all__ = ['SPLIT_SEED', 'EpochTimer', 'ScheduleLog', 'trim_schedule', 'get_preds_tta', 'new_run_dir', 'RunFolder',
@@ -331,13 +331,12 @@ def warm_compiled(learn:Learner)->float:
     t, m, dev = time.perf_counter(), learn.model, learn.dls.device
     mf = torch.channels_last if any(isinstance(cb, ChannelsLast) for cb in learn.cbs) else torch.contiguous_format
     m.to(dev, memory_format=mf) # as `TrainEvalCallback` and `ChannelsLast` leave it for training
-    ac = torch.autocast(torch.device(dev).type, dtype=torch.bfloat16 if learn.precision == 'bf16' else torch.float16) if learn.precision in ('bf16','fp16') else contextlib.nullcontext()
     n_valid, bs = len(learn.dls.valid_ds), learn.dls.valid.bs
     was_training = m.training; m.eval()
     for n in sorted({min(bs, n_valid), n_valid % bs or min(bs, n_valid)}):
         for _ in range(3): # torch's CUDA graphs run a function twice (warm-up, record) before replaying it
             torch.compiler.cudagraph_mark_step_begin()
-            with torch.no_grad(), ac: m(torch.zeros(n, 3, 32, 32, device=dev)) # contiguous, as the loaders' batches
+            with torch.no_grad(), autocast_for(dev, learn.precision): m(torch.zeros(n, 3, 32, 32, device=dev)) # contiguous, as the loaders' batches
     m.train(was_training)
     if torch.device(dev).type == 'cuda': torch.cuda.synchronize()
     return time.perf_counter() - t

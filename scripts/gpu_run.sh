@@ -8,7 +8,7 @@
 #   SEEDS=0,1,2                   the seeds of the experiment runs
 #   PYTEST_ARGS="-k cuda"         extra pytest options (default: none, so every test of tests/test_loop.py)
 #   BENCH=0, PROBE=0              skip the benchmark, the step probe
-#   EAGER=1                       then the same seeds again with --compile none, beside the default (compiled on CUDA)
+#   EAGER=1                       then the same seeds again with --compile none (the default has been eager again since 90d4ed9)
 set -uo pipefail
 data=${1:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; out=${2:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; budget=${3:-540}
 mkdir -p "$out"; runs=$(mktemp -d)
