@@ -165,8 +165,8 @@ def bare_loop(batches:list=None, # `(x, y)` plain tensors on the device, used in
               compile:bool|str=False, # `torch.compile` the model (on the first step); a string is the compile mode
               model=None, # default a fresh `CustomResNet()`
               label_smoothing:float=None, # of the loss; default `cifar_learner`'s
-              warm:int=0, # untimed steps run before returning (oneDNN primitives, CUDA kernels)
-              loader=None, # instead of `batches`: a fastai `DataLoader` (e.g. `dls.train`), augmentation included
+              warm:int=0, # untimed steps run before returning (oneDNN primitives, CUDA kernels); with `loader`, also at each call's start
+              loader=None, # instead of `batches`: a fastai `DataLoader` (e.g. `dls.train`), augmentation included, a new pass per call
              ):
     "A bare PyTorch training loop: the function it returns runs `n` steps and gives their training images/s"
     dev = batches[0][0].device if loader is None else torch.device(loader.device)
@@ -177,10 +177,10 @@ def bare_loop(batches:list=None, # `(x, y)` plain tensors on the device, used in
     scaler = torch.amp.GradScaler(dev.type) if precision == 'fp16' else None
     mode = compile if isinstance(compile, str) else None
     fwd = torch.compile(model, mode=mode) if compile else model
-    if loader is None:
-        batches = [(x.to(memory_format=mf), y) for x,y in batches] # converted once, outside the timed steps
-        bs = itertools.cycle(batches)
-    else: bs = ((_plain(x), _plain(y)) for x,y in _forever(loader)) # as `learn.fit` gets them: `CastToTensor`
+    def feed(): # `itertools.cycle` of the ready batches, or a new pass of `loader` as `learn.fit` gets it (`CastToTensor`)
+        if loader is None: return itertools.cycle([(x.to(memory_format=mf), y) for x,y in batches]) # converted once, untimed
+        return ((_plain(x), _plain(y)) for x,y in _forever(loader))
+    bs = feed()
     def step(x, y):
         if mode == 'reduce-overhead': torch.compiler.cudagraph_mark_step_begin() # a new step: graph outputs may be reused
         with autocast_for(dev, precision): out = fwd(x)
@@ -190,6 +190,10 @@ def bare_loop(batches:list=None, # `(x, y)` plain tensors on the device, used in
         else: scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
         return x.shape[0]
     def run(n:int)->float:
+        nonlocal bs
+        if loader is not None: # a new pass and `warm` untimed steps each time, as `fit_images_per_s` times `learn.fit`:
+            bs = feed()          # both time the same batches of a pass, so the same chunks of augmentation (`ArrayDL`)
+            for _ in range(warm): step(*next(bs))
         _sync(dev); t = time.perf_counter()
         imgs = sum(step(*next(bs)) for _ in range(n))
         _sync(dev)
@@ -253,10 +257,12 @@ def bench_table(rows:list)->str:
 # %% ../nbs/05_bench.ipynb #05-bench-034
 def _settings(dev, quick:bool)->dict:
     cuda = dev.type == 'cuda'
-    if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, n_tiny=5, rounds=1,
+    if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, n_tiny=5, rounds=1, chunk=8192 if cuda else 16,
                           bs_prec=512 if cuda else 4, n_prec=1, n_bf16_cpu=1, mm_s=0.3, compile=False)
+    # (b)'s loader augments `chunk` images at a time: `cifar10_dls`'s default on CUDA; on the CPU 3 batches, so that its
+    # 6 timed steps (after 3 untimed) hold two whole chunks, not part of one 8,192-image chunk or none
     return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=50 if cuda else 6, n_tiny=40, rounds=5 if cuda else 3, # CUDA rounds are cheap
-                bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=4 if cpu_has_bf16() else 2, mm_s=1.5, compile=True)
+                chunk=8192 if cuda else 3*64, bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=4 if cpu_has_bf16() else 2, mm_s=1.5, compile=True)
 
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune-no-cudagraphs') # timed on CUDA, the longest compile last
 
@@ -347,22 +353,27 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         # (b) learn.fit vs the bare loop, fed by the same loader and over ready batches; then the loop's fixed cost
         prec = pick_precision(dev)
         bs, n = S['bs_step'], S['n_step']
-        dls = cifar10_dls(data, bs=bs, device=dev)
+        dls, dls1 = [cifar10_dls(data, bs=bs, device=dev, chunk=c) for c in (S['chunk'], 0)] # 0: `after_batch` per batch
         ready = [(_plain(x), _plain(y)) for x,y in itertools.islice(_forever(dls.train), 4)]
         bare_dl = bare_loop(loader=dls.train, precision=prec, channels_last=True, warm=3)
         bare_ready = bare_loop(ready, precision=prec, channels_last=True, warm=3)
         T = interleaved(dict(fit=lambda: fit_images_per_s(dls, n, warm=3, path=tmp), bare_dl=lambda: bare_dl(n),
-                             bare_ready=lambda: bare_ready(n)), R)
+                             bare_ready=lambda: bare_ready(n), fit_per_batch=lambda: fit_images_per_s(dls1, n, warm=3, path=tmp)), R)
         fit, bare, ratio = compare_rounds(T, 'fit', 'bare_dl')
         _, ready_r, ratio_ready = compare_rounds(T, 'fit', 'bare_ready')
+        _, per_batch, ratio_chunk = compare_rounds(T, 'fit', 'fit_per_batch')
+        nck = max(1, S['chunk']//bs)
         opt_txt = f"torch.optim.AdamW(fused, betas=(0.9,0.99), eps=1e-5, weight_decay={_learner_default('wd'):g}; 0 on BatchNorm), as cifar_learner"
         res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=ratio,
-                              bare_ready=ready_r, ratio_ready=ratio_ready, timings=T, optimizer=opt_txt)
+                              bare_ready=ready_r, ratio_ready=ratio_ready, chunk_batches=nck, fit_augment_per_batch=per_batch,
+                              ratio_chunk=ratio_chunk, timings=T, optimizer=opt_txt)
         small = '; small bs keeps the CPU run short' if dev.type == 'cpu' else ''
         rows.append(_row(f"(b) learn.fit vs bare loop on the same loader, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, ratio,
-                         ('>=', 0.9), notes=f'{rnd} x {n} steps; same model, loss, AdamW and augmentation' + small))
+                         ('>=', 0.9), notes=f'{rnd} x {n} steps; same model, loss, AdamW and augmentation (a chunk of {nck} batches at a time)' + small))
         rows.append(_row(f"(b) learn.fit vs bare loop over ready batches, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, ready_r,
                          ratio_ready, notes=f'{rnd} x {n} steps; bare: plain tensors prepared beforehand, no loader'))
+        rows.append(_row(f"(b) learn.fit, loader augmenting {nck} batches at a time vs each batch, train img/s ({_prec_name(prec, True)}, bs {bs})",
+                         fit, per_batch, ratio_chunk, notes=f"{rnd} x {n} steps; cifar10_dls(chunk={S['chunk']}) vs chunk=0: one after_batch call per batch"))
         nt = S['n_tiny']
         tiny_dl = bare_loop(loader=dls.train, model=tiny_model(), precision=prec, warm=2)
         T = interleaved(dict(fit=lambda: fit_images_per_s(dls, nt, warm=2, path=tmp, model=tiny_model()), bare=lambda: tiny_dl(nt)), R)

@@ -391,26 +391,56 @@ def cifar_batch_tfms(pad:int=4, # zero padding before the 32x32 random crop
     return tfms + [Normalize.from_stats(*cifar_stats)]
 
 # %% ../nbs/01_data.ipynb #01-data-045
+def _rows(t, plain, i:int, n:int):
+    "Rows `i:i+n` of `plain` (`t` as a `torch.Tensor`) with `t`'s type and metadata"
+    # a slice of a fastai tensor goes through `TensorBase.__torch_function__`: ~30 us a call, five times this
+    r = torch.as_subclass(plain[i:i+n], type(t)) # the unpatched `Tensor.as_subclass` (fastai keeps it as `torch.as_subclass`)
+    r.__dict__.update(t.__dict__)
+    return r
+
 class ArrayDL(TfmdDL):
-    "A `TfmdDL` whose batches are gathered from uint8 tensors `xs` (N,3,H,W) and `ys` (N,) by index"
-    def __init__(self, dataset=None, xs=None, ys=None, **kwargs):
+    "A `TfmdDL` whose batches are gathered from uint8 tensors `xs` (N,3,H,W) and `ys` (N,) by index, and augmented `chunk` images at a time"
+    def __init__(self, dataset=None, xs=None, ys=None,
+                 chunk:int=8192, # images per `after_batch` call, in whole batches (at least one); 0: one batch per call
+                 **kwargs):
         items = getattr(dataset, 'items', None)
         ok = xs is not None and items is not None and len(items)>0 and all(isinstance(o, (int, np.integer)) for o in items)
         self.xs, self.ys = (xs, ys) if ok else (None, None) # kept only where the items index them: not in `new_empty` or `test_dl` of files
         self.gidx = torch.as_tensor(list(items), dtype=torch.long) if ok else None
+        self.chunk = chunk
         if ok: kwargs['num_workers'] = 0 # the gather runs in-process: worker processes would only copy the tensor
         super().__init__(dataset, **kwargs)
 
+    def get_idxs(self):
+        if self.gidx is None: return super().get_idxs()
+        n = len(self.gidx) if self.n is None else min(self.n, len(self.gidx))
+        if not self.shuffle: return torch.arange(n)
+        # one `randperm` seeded from the loader's `rng`, which fastai's `shuffle_fn` uses: its `random.sample` of
+        # 45,000 Python ints, then fastai's `sample` generator, took ~50 ms at each epoch's start, with the GPU idle
+        return torch.randperm(n, generator=torch.Generator().manual_seed(self.rng.getrandbits(63)))
+
     def create_batches(self, samps):
+        "Raw chunks of `chunk` images (whole batches, before `after_batch`); fastai's batches where items are not indices"
         if self.gidx is None: yield from super().create_batches(samps); return
-        idx = self.gidx[torch.as_tensor(list(samps), dtype=torch.long)].to(self.xs.device)
-        for i in range(0, len(idx), self.bs):
-            b = idx[i:i+self.bs]
-            if self.drop_last and len(b) < self.bs: break
+        samps = samps if torch.is_tensor(samps) else torch.as_tensor(list(samps), dtype=torch.long)
+        idx = self.gidx[samps].to(self.xs.device)
+        if self.drop_last: idx = idx[:len(idx) - len(idx) % self.bs]
+        step = self.bs * max(1, (self.chunk or 0) // self.bs)
+        for i in range(0, len(idx), step):
+            b = idx[i:i+step]
             yield TensorImage(self.xs[b]), TensorCategory(self.ys[b])
 
+    def __iter__(self):
+        if self.gidx is None: yield from super().__iter__(); return
+        self.randomize(); self.before_iter() # what fastai's `__iter__` does around its batches
+        for b in self.create_batches(self.get_idxs()):
+            xb, yb = self.after_batch(b) # once per chunk: its kernels and Python calls are shared by its batches
+            px, py = torch.as_subclass(xb, torch.Tensor), torch.as_subclass(yb, torch.Tensor)
+            for i in range(0, len(py), self.bs): yield _rows(xb, px, i, self.bs), _rows(yb, py, i, self.bs)
+        self.after_iter()
+
     def new(self, dataset=None, cls=None, **kwargs):
-        return super().new(dataset, cls, **{'xs':self.xs, 'ys':self.ys, **kwargs})
+        return super().new(dataset, cls, **{'xs':self.xs, 'ys':self.ys, 'chunk':self.chunk, **kwargs})
 
 # %% ../nbs/01_data.ipynb #01-data-048
 class _ArrayItem(Transform):
@@ -462,6 +492,7 @@ def cifar10_dls(source=None, # None for fastai's download, or a folder, an archi
                 strict:bool=False, # error on unreadable image files instead of skipping them
                 batch_tfms:list=None, # training augmentation; default `cifar_batch_tfms()`
                 extract_to:Path=None, # where an archive is unpacked; default: fastai's data folder
+                chunk:int=8192, # images per `after_batch` call (see `ArrayDL`); 0: one call per batch
                ):
     "fastai `DataLoaders` for CIFAR-10: validation is the test split if there is one, else `valid_pct` of train"
     from fastai.torch_core import default_device
@@ -481,11 +512,11 @@ def cifar10_dls(source=None, # None for fastai's download, or a folder, an archi
         if not 0 < valid_pct < 1: raise UserError(f"valid_pct must be between 0 and 1, got {valid_pct}")
         xs, ys, items = xtr, ytr, list(map(int, tr))
         splitter = RandomSplitter(valid_pct, seed=seed)
-    dls = _array_dls(xs, ys, items, splitter, bs, device, arrs['root'], batch_tfms)
+    dls = _array_dls(xs, ys, items, splitter, bs, device, arrs['root'], batch_tfms, chunk)
     dls.valid_split = 'test' if te is not None else 'holdout'
     return dls
 
-def _array_dls(xs, ys, items, splitter, bs, device, path, batch_tfms=None)->CifarDataLoaders:
+def _array_dls(xs, ys, items, splitter, bs, device, path, batch_tfms=None, chunk:int=8192)->CifarDataLoaders:
     from fastai.torch_core import default_device
     dev = torch.device(device) if device is not None else default_device()
     vocab = list(CIFAR10_CLASSES)
@@ -494,7 +525,7 @@ def _array_dls(xs, ys, items, splitter, bs, device, path, batch_tfms=None)->Cifa
                        # only items that are not indices (`test_dl` of files or images) go through `item_tfms`: `ArrayDL`
                        # gathers whole batches. Other sizes are squished to 32x32 for prediction, as `read_image(resize=True)` does
                        item_tfms=Resize(32, method='squish'), batch_tfms=cifar_batch_tfms() if batch_tfms is None else batch_tfms)
-    dls = dblock.dataloaders(items, bs=bs, path=path, dl_type=ArrayDL, device=dev,
+    dls = dblock.dataloaders(items, bs=bs, path=path, dl_type=ArrayDL, device=dev, chunk=chunk,
                              xs=torch.from_numpy(xs).to(dev), ys=torch.from_numpy(ys).to(dev))
     return CifarDataLoaders(*dls.loaders, path=path, device=dev) # its `new_empty` leaves the images out of `learn.export`
 

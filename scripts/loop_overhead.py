@@ -1,8 +1,9 @@
 """Python work per training batch of fastai's loop, on the CPU: function calls per batch (cProfile) of a bare loop, of
 `learn.fit` as `era-s10 bench` times it, and of the callbacks, schedule and progress bar `era-s10 train` adds, with a
 model that costs almost nothing and no augmentation; then of the training loader alone, with and without the
-augmentation; then the time per call of the one-cycle schedule (fastai's `combine_scheds` as `fit_one_cycle` builds
-it, against `combine_scheds_float`) and of `TorchOpt.hypers`.
+augmentation, 16 batches at a time (the default `chunk` at bs 512) or one at a time; then the time per call of the
+one-cycle schedule (fastai's `combine_scheds` as `fit_one_cycle` builds it, against `combine_scheds_float`), of
+`TorchOpt.hypers`, and of an epoch's shuffle of 45,000 images (fastai's against `ArrayDL.get_idxs`).
 Usage:   python scripts/loop_overhead.py [STEPS]"""
 import cProfile, contextlib, pstats, sys, tempfile, timeit
 from pathlib import Path
@@ -10,13 +11,15 @@ import numpy as np, torch
 from fastai.callback.schedule import combined_cos, SchedCos
 from fastai.callback.progress import CSVLogger
 import era_s10.bench as B
-from era_s10.data import make_cifar_folder, cifar10_dls
+from fastai.data.load import DataLoader
+from era_s10.data import make_cifar_folder, cifar10_dls, _array_dls
 from era_s10.learner import cifar_learner, fit_one_cycle_s10, combine_scheds_float, NaNGuard
 from era_s10.train import EpochTimer, StopOnSignal, ScheduleLog
 
 steps, tmp = int(sys.argv[1]) if len(sys.argv) > 1 else 200, Path(tempfile.mkdtemp())
 torch.set_num_threads(1)
-dls = cifar10_dls(make_cifar_folder(tmp/'c', n_per_class=120), bs=2, device='cpu', batch_tfms=[])
+# chunks of 16 batches, as the default `chunk` (8,192 images) gives at bs 512
+dls = cifar10_dls(make_cifar_folder(tmp/'c', n_per_class=120), bs=2, device='cpu', batch_tfms=[], chunk=32)
 def model(): return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10, bias=False))
 
 def fit(n, train=False):
@@ -33,14 +36,14 @@ bare = B.bare_loop(loader=dls.train, model=model(), precision='fp32', warm=3)
 print(f"Python calls per training batch: bare loop {per_batch(bare):.0f}, learn.fit {per_batch(fit):.0f}, "
       f"with era-s10 train's callbacks and schedule {per_batch(lambda n: fit(n, True)):.0f}")
 
-aug = cifar10_dls(tmp/'c', bs=2, device='cpu') # the training augmentation of `cifar_batch_tfms`
+aug, aug1 = [cifar10_dls(tmp/'c', bs=2, device='cpu', chunk=c) for c in (32, 0)] # the training augmentation of `cifar_batch_tfms`
 def batches(d):
     def f(n):
         it = iter(d.train)
         for _ in range(n): next(it)
     return f
 print(f"Python calls per batch of the training loader alone: {per_batch(batches(aug)):.0f} with the augmentation, "
-      f"{per_batch(batches(dls)):.0f} without")
+      f"{per_batch(batches(dls)):.0f} without; {per_batch(batches(aug1)):.0f} with the augmentation called once per batch (chunk=0)")
 
 us = lambda f: min(timeit.repeat(f, number=2000, repeat=3))/2000*1e6
 fastai_lr = combined_cos(5/24, np.array([1e-4]*2), np.array([1e-3]*2), np.array([1e-4]*2)) # as `fit_one_cycle` builds it
@@ -50,3 +53,10 @@ print(f"one-cycle LR per call: fastai combined_cos with fit_one_cycle's arrays {
 learn = cifar_learner(dls, path=tmp, model=model(), precision='fp32'); learn.create_opt()
 print(f"TorchOpt.hypers: {us(lambda: learn.opt.hypers):.2f} us cached, "
       f"{us(lambda: (learn.opt.__dict__.__setitem__('_hypers', None), learn.opt.hypers)):.2f} us rebuilt")
+
+n = 45_000 # the training images of the default experiment
+big = _array_dls(np.zeros((n,3,32,32), np.uint8), np.zeros(n, np.int64), list(range(n)), lambda o: (list(range(n)), [0]), 512, 'cpu', tmp).train
+# fastai's: `DataLoader.get_idxs` (`random.sample` of the items), `DataLoader.sample`'s generator, then a tensor of them
+fastai_shuffle = lambda: torch.as_tensor([b for i,b in enumerate(DataLoader.get_idxs(big)) if i//big.bs % big.num_workers == big.offs])
+ms = lambda f: min(timeit.repeat(f, number=5, repeat=3))/5*1e3
+print(f"shuffle at an epoch's start, {n:,} images: fastai's {ms(fastai_shuffle):.1f} ms, ArrayDL.get_idxs {ms(big.get_idxs):.2f} ms")
