@@ -20,7 +20,7 @@ from fastai.vision.data import ImageBlock
 from fastai.vision.augment import CropPad, RandomCrop, FlipItem
 from fastai.vision.all import cifar_stats
 from .model import CustomResNet
-from .data import UserError, cifar10_dls, cifar10_arrays, cifar_root, make_cifar_folder, CIFAR10_CLASSES
+from .data import UserError, cifar10_dls, default_chunk, cifar10_arrays, cifar_root, make_cifar_folder, CIFAR10_CLASSES
 from .learner import cifar_learner, pick_precision, autocast_for, cpu_has_bf16, cpu_name, adamw, norm_bias_groups, RECIPES
 
 # %% auto #0
@@ -259,8 +259,8 @@ def _settings(dev, quick:bool)->dict:
     cuda = dev.type == 'cuda'
     if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, n_tiny=5, rounds=1, chunk=8192 if cuda else 16,
                           bs_prec=512 if cuda else 4, n_prec=1, n_bf16_cpu=1, mm_s=0.3, compile=False)
-    # (b)'s loader augments `chunk` images at a time: `cifar10_dls`'s default on CUDA; on the CPU 3 batches, so that its
-    # 6 timed steps (after 3 untimed) hold two whole chunks, not part of one 8,192-image chunk or none
+    # `chunk`: images per `after_batch` call of the chunked loader that (b) times against one call per batch: the GPU
+    # default; on the CPU 3 batches, so that the 6 timed steps (after 3 untimed) hold two whole chunks
     return dict(bs_loader=512, n_loader=50, n_baseline=12, bs_step=512 if cuda else 64, n_step=50 if cuda else 6, n_tiny=40, rounds=5 if cuda else 3, # CUDA rounds are cheap
                 chunk=8192 if cuda else 3*64, bs_prec=512 if cuda else 16, n_prec=20 if cuda else 4, n_bf16_cpu=4 if cpu_has_bf16() else 2, mm_s=1.5, compile=True)
 
@@ -353,27 +353,29 @@ def run_bench(data=None, # CIFAR-10 source as `cifar10_dls` takes it; default `$
         # (b) learn.fit vs the bare loop, fed by the same loader and over ready batches; then the loop's fixed cost
         prec = pick_precision(dev)
         bs, n = S['bs_step'], S['n_step']
-        dls, dls1 = [cifar10_dls(data, bs=bs, device=dev, chunk=c) for c in (S['chunk'], 0)] # 0: `after_batch` per batch
+        chunked = bool(default_chunk(dev)) # the loader as `cifar10_dls` makes it here: chunked on a GPU, per batch on the CPU
+        dls, dls_other = [cifar10_dls(data, bs=bs, device=dev, chunk=c) for c in ((None, 0) if chunked else (None, S['chunk']))]
         ready = [(_plain(x), _plain(y)) for x,y in itertools.islice(_forever(dls.train), 4)]
         bare_dl = bare_loop(loader=dls.train, precision=prec, channels_last=True, warm=3)
         bare_ready = bare_loop(ready, precision=prec, channels_last=True, warm=3)
         T = interleaved(dict(fit=lambda: fit_images_per_s(dls, n, warm=3, path=tmp), bare_dl=lambda: bare_dl(n),
-                             bare_ready=lambda: bare_ready(n), fit_per_batch=lambda: fit_images_per_s(dls1, n, warm=3, path=tmp)), R)
+                             bare_ready=lambda: bare_ready(n), fit_other=lambda: fit_images_per_s(dls_other, n, warm=3, path=tmp)), R)
         fit, bare, ratio = compare_rounds(T, 'fit', 'bare_dl')
         _, ready_r, ratio_ready = compare_rounds(T, 'fit', 'bare_ready')
-        _, per_batch, ratio_chunk = compare_rounds(T, 'fit', 'fit_per_batch')
+        fit_chunk, per_batch, ratio_chunk = compare_rounds(T, *(('fit', 'fit_other') if chunked else ('fit_other', 'fit')))
         nck = max(1, S['chunk']//bs)
+        aug = f'a chunk of {nck} batches at a time' if chunked else 'one batch at a time, the CPU default'
         opt_txt = f"torch.optim.AdamW(fused, betas=(0.9,0.99), eps=1e-5, weight_decay={_learner_default('wd'):g}; 0 on BatchNorm), as cifar_learner"
         res['learner'] = dict(bs=bs, steps=n, precision=prec, channels_last=True, fit=fit, bare=bare, ratio=ratio,
-                              bare_ready=ready_r, ratio_ready=ratio_ready, chunk_batches=nck, fit_augment_per_batch=per_batch,
-                              ratio_chunk=ratio_chunk, timings=T, optimizer=opt_txt)
+                              bare_ready=ready_r, ratio_ready=ratio_ready, chunked=chunked, chunk_batches=nck, fit_chunk=fit_chunk,
+                              fit_augment_per_batch=per_batch, ratio_chunk=ratio_chunk, timings=T, optimizer=opt_txt)
         small = '; small bs keeps the CPU run short' if dev.type == 'cpu' else ''
         rows.append(_row(f"(b) learn.fit vs bare loop on the same loader, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, bare, ratio,
-                         ('>=', 0.9), notes=f'{rnd} x {n} steps; same model, loss, AdamW and augmentation (a chunk of {nck} batches at a time)' + small))
+                         ('>=', 0.9), notes=f'{rnd} x {n} steps; same model, loss, AdamW and augmentation ({aug})' + small))
         rows.append(_row(f"(b) learn.fit vs bare loop over ready batches, train img/s ({_prec_name(prec, True)}, bs {bs})", fit, ready_r,
                          ratio_ready, notes=f'{rnd} x {n} steps; bare: plain tensors prepared beforehand, no loader'))
         rows.append(_row(f"(b) learn.fit, loader augmenting {nck} batches at a time vs each batch, train img/s ({_prec_name(prec, True)}, bs {bs})",
-                         fit, per_batch, ratio_chunk, notes=f"{rnd} x {n} steps; cifar10_dls(chunk={S['chunk']}) vs chunk=0: one after_batch call per batch"))
+                         fit_chunk, per_batch, ratio_chunk, notes=f"{rnd} x {n} steps; cifar10_dls(chunk={S['chunk']}) vs chunk=0: one after_batch call per batch"))
         nt = S['n_tiny']
         tiny_dl = bare_loop(loader=dls.train, model=tiny_model(), precision=prec, warm=2)
         T = interleaved(dict(fit=lambda: fit_images_per_s(dls, nt, warm=2, path=tmp, model=tiny_model()), bare=lambda: tiny_dl(nt)), R)

@@ -27,8 +27,8 @@ from fastprogress.fastprogress import progress_bar
 __all__ = ['CIFAR10_CLASSES', 'ARCHIVE_EXTS', 'MAX_MEMBER_BYTES', 'MAX_BATCH_BYTES', 'MAX_TOTAL_BYTES', 'MAX_MEMBERS',
            'READ_ERRORS', 'UserError', 'is_archive', 'check_archive', 'extract_archive', 'download_cifar', 'cifar_root',
            'read_image', 'UnreadableImagesWarning', 'report_unreadable', 'read_image_folder', 'read_cifar_batches',
-           'load_split', 'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'ArrayDL', 'CifarDataLoaders',
-           'cifar10_arrays', 'cifar10_dls', 'empty_cifar_dls', 'make_cifar_folder', 'show_samples']
+           'load_split', 'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'default_chunk', 'ArrayDL',
+           'CifarDataLoaders', 'cifar10_arrays', 'cifar10_dls', 'empty_cifar_dls', 'make_cifar_folder', 'show_samples']
 
 # %% ../nbs/01_data.ipynb #01-data-005
 class UserError(Exception):
@@ -398,10 +398,14 @@ def _rows(t, plain, i:int, n:int):
     r.__dict__.update(t.__dict__)
     return r
 
+def default_chunk(device)->int:
+    "`ArrayDL`'s default `chunk` on `device`: 8,192 images on a GPU, where launching kernels is the cost; 0 (one batch) on the CPU"
+    return 0 if torch.device(device).type == 'cpu' else 8192
+
 class ArrayDL(TfmdDL):
     "A `TfmdDL` whose batches are gathered from uint8 tensors `xs` (N,3,H,W) and `ys` (N,) by index, and augmented `chunk` images at a time"
     def __init__(self, dataset=None, xs=None, ys=None,
-                 chunk:int=8192, # images per `after_batch` call, in whole batches (at least one); 0: one batch per call
+                 chunk:int=None, # images per `after_batch` call, in whole batches (at least one); 0: one batch per call; default `default_chunk`
                  **kwargs):
         items = getattr(dataset, 'items', None)
         ok = xs is not None and items is not None and len(items)>0 and all(isinstance(o, (int, np.integer)) for o in items)
@@ -425,7 +429,8 @@ class ArrayDL(TfmdDL):
         samps = samps if torch.is_tensor(samps) else torch.as_tensor(list(samps), dtype=torch.long)
         idx = self.gidx[samps].to(self.xs.device)
         if self.drop_last: idx = idx[:len(idx) - len(idx) % self.bs]
-        step = self.bs * max(1, (self.chunk or 0) // self.bs)
+        c = default_chunk(self.xs.device) if self.chunk is None else self.chunk
+        step = self.bs * max(1, c // self.bs)
         for i in range(0, len(idx), step):
             b = idx[i:i+step]
             yield TensorImage(self.xs[b]), TensorCategory(self.ys[b])
@@ -492,7 +497,7 @@ def cifar10_dls(source=None, # None for fastai's download, or a folder, an archi
                 strict:bool=False, # error on unreadable image files instead of skipping them
                 batch_tfms:list=None, # training augmentation; default `cifar_batch_tfms()`
                 extract_to:Path=None, # where an archive is unpacked; default: fastai's data folder
-                chunk:int=8192, # images per `after_batch` call (see `ArrayDL`); 0: one call per batch
+                chunk:int=None, # images per `after_batch` call (see `ArrayDL`); 0: one call per batch; default `default_chunk(device)`
                ):
     "fastai `DataLoaders` for CIFAR-10: validation is the test split if there is one, else `valid_pct` of train"
     from fastai.torch_core import default_device
@@ -516,7 +521,7 @@ def cifar10_dls(source=None, # None for fastai's download, or a folder, an archi
     dls.valid_split = 'test' if te is not None else 'holdout'
     return dls
 
-def _array_dls(xs, ys, items, splitter, bs, device, path, batch_tfms=None, chunk:int=8192)->CifarDataLoaders:
+def _array_dls(xs, ys, items, splitter, bs, device, path, batch_tfms=None, chunk:int=None)->CifarDataLoaders:
     from fastai.torch_core import default_device
     dev = torch.device(device) if device is not None else default_device()
     vocab = list(CIFAR10_CLASSES)

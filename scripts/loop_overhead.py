@@ -1,11 +1,13 @@
 """Python work per training batch of fastai's loop, on the CPU: function calls per batch (cProfile) of a bare loop, of
 `learn.fit` as `era-s10 bench` times it, and of the callbacks, schedule and progress bar `era-s10 train` adds, with a
 model that costs almost nothing and no augmentation; then of the training loader alone, with and without the
-augmentation, 16 batches at a time (the default `chunk` at bs 512) or one at a time; then the time per call of the
+augmentation, 16 batches at a time (the GPU default `chunk` at bs 512) or one at a time; then the time per call of the
 one-cycle schedule (fastai's `combine_scheds` as `fit_one_cycle` builds it, against `combine_scheds_float`), of
-`TorchOpt.hypers`, and of an epoch's shuffle of 45,000 images (fastai's against `ArrayDL.get_idxs`).
+`TorchOpt.hypers`, and of an epoch's shuffle of 45,000 images (fastai's against `ArrayDL.get_idxs`); last, the training
+loader's batches/s at bs 512 on the CPU with the augmentation called per batch (`chunk=0`, the CPU default) or per
+chunk of 2,048 or 8,192 images (the GPU default), 3 interleaved rounds of an epoch each.
 Usage:   python scripts/loop_overhead.py [STEPS]"""
-import cProfile, contextlib, pstats, sys, tempfile, timeit
+import cProfile, contextlib, os, pstats, statistics, sys, tempfile, time, timeit
 from pathlib import Path
 import numpy as np, torch
 from fastai.callback.schedule import combined_cos, SchedCos
@@ -18,7 +20,7 @@ from era_s10.train import EpochTimer, StopOnSignal, ScheduleLog
 
 steps, tmp = int(sys.argv[1]) if len(sys.argv) > 1 else 200, Path(tempfile.mkdtemp())
 torch.set_num_threads(1)
-# chunks of 16 batches, as the default `chunk` (8,192 images) gives at bs 512
+# chunks of 16 batches, as the GPU default `chunk` (8,192 images) gives at bs 512
 dls = cifar10_dls(make_cifar_folder(tmp/'c', n_per_class=120), bs=2, device='cpu', batch_tfms=[], chunk=32)
 def model(): return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 10, bias=False))
 
@@ -60,3 +62,17 @@ big = _array_dls(np.zeros((n,3,32,32), np.uint8), np.zeros(n, np.int64), list(ra
 fastai_shuffle = lambda: torch.as_tensor([b for i,b in enumerate(DataLoader.get_idxs(big)) if i//big.bs % big.num_workers == big.offs])
 ms = lambda f: min(timeit.repeat(f, number=5, repeat=3))/5*1e3
 print(f"shuffle at an epoch's start, {n:,} images: fastai's {ms(fastai_shuffle):.1f} ms, ArrayDL.get_idxs {ms(big.get_idxs):.2f} ms")
+
+torch.set_num_threads(os.cpu_count()) # the loader's arithmetic uses every core, as in a run
+rnd = np.random.default_rng(0)
+xs, ys = rnd.integers(0, 256, (50_000,3,32,32), dtype=np.uint8), rnd.integers(0, 10, 50_000)
+def epoch_rate(c):
+    dl = _array_dls(xs, ys, list(range(n)), lambda o: (list(range(n)), [n]), 512, 'cpu', tmp, chunk=c).train
+    t = time.perf_counter(); k = sum(1 for _ in dl)
+    return k/(time.perf_counter()-t)
+rates = {c: [] for c in (0, 2048, 8192)}
+for _ in range(3):
+    for c in rates: rates[c].append(epoch_rate(c))
+med = {c: statistics.median(r) for c, r in rates.items()}
+print("training loader on the CPU, bs 512, batches/s (median of 3 epochs): " +
+      ", ".join(f"chunk={c} {m:.1f} ({m/med[0]:.2f}x)" for c, m in med.items()))
