@@ -67,7 +67,7 @@ torch.set_num_threads(os.cpu_count()) # the loader's arithmetic uses every core,
 rnd = np.random.default_rng(0)
 xs, ys = rnd.integers(0, 256, (50_000,3,32,32), dtype=np.uint8), rnd.integers(0, 10, 50_000)
 def epoch_rate(c):
-    dl = _array_dls(xs, ys, list(range(n)), lambda o: (list(range(n)), [n]), 512, 'cpu', tmp, chunk=c).train
+    dl = _array_dls(xs, ys, list(range(len(ys))), lambda o: (list(range(n)), list(range(n, len(ys)))), 512, 'cpu', tmp, chunk=c).train
     t = time.perf_counter(); k = sum(1 for _ in dl)
     return k/(time.perf_counter()-t)
 rates = {c: [] for c in (0, 2048, 8192)}
