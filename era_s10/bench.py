@@ -257,7 +257,7 @@ def bench_table(rows:list)->str:
 # %% ../nbs/05_bench.ipynb #05-bench-034
 def _settings(dev, quick:bool)->dict:
     cuda = dev.type == 'cuda'
-    if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, n_tiny=5, rounds=1, chunk=8192 if cuda else 16,
+    if quick: return dict(bs_loader=512, n_loader=10, n_baseline=3, bs_step=512 if cuda else 16, n_step=3, n_tiny=5, rounds=1, chunk=8192 if cuda else 3*16,
                           bs_prec=512 if cuda else 4, n_prec=1, n_bf16_cpu=1, mm_s=0.3, compile=False)
     # `chunk`: images per `after_batch` call of the chunked loader that (b) times against one call per batch: the GPU
     # default; on the CPU 3 batches, so that the 6 timed steps (after 3 untimed) hold two whole chunks
