@@ -420,7 +420,8 @@ class ArrayDL(TfmdDL):
         n = len(self.gidx) if self.n is None else min(self.n, len(self.gidx))
         if not self.shuffle: return torch.arange(n)
         # one `randperm` seeded from the loader's `rng`, which fastai's `shuffle_fn` uses: its `random.sample` of 45,000
-        # Python ints, then fastai's `sample` generator, took 45 ms at each epoch's start with the GPU idle, this 0.3 ms (`scripts/loop_overhead.py`, 2-core AMD EPYC)
+        # Python ints, then fastai's `sample` generator, took 45 ms at each epoch's start with the GPU idle, this 0.3 ms
+        # (`scripts/loop_overhead.py`, 2-core AMD EPYC)
         return torch.randperm(n, generator=torch.Generator().manual_seed(self.rng.getrandbits(63)))
 
     def create_batches(self, samps):
