@@ -3,7 +3,8 @@
 model that costs almost nothing and no augmentation; then of the training loader alone, with and without the
 augmentation, 16 batches at a time (the GPU default `chunk` at bs 512) or one at a time; then the time per call of the
 one-cycle schedule (fastai's `combine_scheds` as `fit_one_cycle` builds it, against `combine_scheds_float`), of
-`TorchOpt.hypers`, and of an epoch's shuffle of 45,000 images (fastai's against `ArrayDL.get_idxs`); last, the training
+`TorchOpt.hypers`, of handing the model a batch already on its device (fastai's `Learner._set_device` against
+`CifarLearner`'s), and of an epoch's shuffle of 45,000 images (fastai's against `ArrayDL.get_idxs`); last, the training
 loader's batches/s at bs 512 on the CPU with the augmentation called per batch (`chunk=0`, the CPU default) or per
 chunk of 2,048 or 8,192 images (the GPU default), 3 interleaved rounds of an epoch each.
 Usage:   python scripts/loop_overhead.py [STEPS]"""
@@ -14,6 +15,7 @@ from fastai.callback.schedule import combined_cos, SchedCos
 from fastai.callback.progress import CSVLogger
 import era_s10.bench as B
 from fastai.data.load import DataLoader
+from fastai.learner import Learner
 from era_s10.data import make_cifar_folder, cifar10_dls, _array_dls
 from era_s10.learner import cifar_learner, fit_one_cycle_s10, combine_scheds_float, NaNGuard
 from era_s10.train import EpochTimer, StopOnSignal, ScheduleLog
@@ -55,6 +57,11 @@ print(f"one-cycle LR per call: fastai combined_cos with fit_one_cycle's arrays {
 learn = cifar_learner(dls, path=tmp, model=model(), precision='fp32'); learn.create_opt()
 print(f"TorchOpt.hypers: {us(lambda: learn.opt.hypers):.2f} us cached, "
       f"{us(lambda: (learn.opt.__dict__.__setitem__('_hypers', None), learn.opt.hypers)):.2f} us rebuilt")
+def ncalls(f): p = cProfile.Profile(); p.enable(); f(); p.disable(); return pstats.Stats(p).total_calls
+b = next(iter(dls.train)) # a `TensorImage` and a `TensorCategory`, already on the model's device
+fastai_dev, ours_dev = lambda: Learner._set_device(learn, b), lambda: learn._set_device(b)
+print(f"a batch on the model's device, per batch: fastai's Learner._set_device {us(fastai_dev):.1f} us, {ncalls(fastai_dev)} Python calls; "
+      f"CifarLearner's {us(ours_dev):.1f} us, {ncalls(ours_dev)} calls")
 
 n = 45_000 # the training images of the default experiment
 big = _array_dls(np.zeros((n,3,32,32), np.uint8), np.zeros(n, np.int64), list(range(n)), lambda o: (list(range(n)), [0]), 512, 'cpu', tmp).train
