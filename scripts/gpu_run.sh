@@ -9,6 +9,7 @@
 #   PYTEST_ARGS="-k cuda"         extra pytest options (default: none, so every test of tests/test_loop.py)
 #   BENCH=0, PROBE=0              skip the benchmark, the step probe
 #   EAGER=1                       then the same seeds again with --compile none (the default has been eager again since 90d4ed9)
+#   ALSO="--compile auto"         then the same seeds again with these `era-s10 train` options (CUDA graphs, say)
 set -uo pipefail
 data=${1:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; out=${2:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; budget=${3:-540}
 mkdir -p "$out"; runs=$(mktemp -d)
@@ -21,6 +22,8 @@ step 150 python3 -m pytest -q -rs tests/test_loop.py ${PYTEST_ARGS:-} 2>&1 | tee
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
 [ "${BENCH:-1}" = 0 ] || step "$(left 160)" era-s10 bench --data "$data" --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
 [ "${PROBE:-1}" = 0 ] || step 70 python3 scripts/fit_probe.py "$data" 2>&1 | tee "$out/probe.log"
-step "$(left "$([ "${EAGER:-0}" = 0 ] && echo 10 || echo 115)")" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --out "$runs/seeds" 2>&1 | tee "$out/train.log"
+step "$(left "$([ "${EAGER:-0}${ALSO:-}" = 0 ] && echo 10 || echo 130)")" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --out "$runs/seeds" 2>&1 | tee "$out/train.log"
 [ "${EAGER:-0}" = 0 ] || step "$(left 5)" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --compile none --out "$runs/eager" 2>&1 | tee "$out/eager.log"
+# shellcheck disable=SC2086 # ALSO is a list of options
+[ -z "${ALSO:-}" ] || step "$(left 5)" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" ${ALSO} --out "$runs/also" 2>&1 | tee "$out/also.log"
 tar czf "$out/runs.tgz" --exclude='*.pth' --exclude='*.pkl' -C "$runs" . # the summaries, configs and histories

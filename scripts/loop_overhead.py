@@ -1,7 +1,8 @@
 """Python work per training batch of fastai's loop, on the CPU: function calls per batch (cProfile) of a bare loop, of
 `learn.fit` as `era-s10 bench` times it, and of the callbacks, schedule and progress bar `era-s10 train` adds, with a
 model that costs almost nothing and no augmentation; then of the training loader alone, with and without the
-augmentation, 16 batches at a time (the GPU default `chunk` at bs 512) or one at a time; then the time per call of the
+augmentation, 16 batches at a time (the GPU default `chunk` at bs 512) or one at a time, and its time per batch at bs 2
+(where it is all Python and dispatch, the host's part of a GPU batch); then the time per call of the
 one-cycle schedule (fastai's `combine_scheds` as `fit_one_cycle` builds it, against `combine_scheds_float`), of
 `TorchOpt.hypers`, of handing the model a batch already on its device (fastai's `Learner._set_device` against
 `CifarLearner`'s), and of an epoch's shuffle of 45,000 images (fastai's against `ArrayDL.get_idxs`); last, the training
@@ -48,6 +49,14 @@ def batches(d):
     return f
 print(f"Python calls per batch of the training loader alone: {per_batch(batches(aug)):.0f} with the augmentation, "
       f"{per_batch(batches(dls)):.0f} without; {per_batch(batches(aug1)):.0f} with the augmentation called once per batch (chunk=0)")
+def pass_ms(d): # ms per batch of the best of 5 passes: at bs 2 the arithmetic is negligible, so this is the host's work
+    ts = []
+    for _ in range(5):
+        it = iter(d.train); next(it); t, k = time.perf_counter(), sum(1 for _ in it)
+        ts.append((time.perf_counter() - t)/k*1e3)
+    return min(ts)
+print(f"time per batch of the training loader alone, bs 2, with the augmentation: {pass_ms(aug):.3f} ms in 16-batch chunks, "
+      f"{pass_ms(aug1):.3f} ms called once per batch")
 
 us = lambda f: min(timeit.repeat(f, number=2000, repeat=3))/2000*1e6
 fastai_lr = combined_cos(5/24, np.array([1e-4]*2), np.array([1e-3]*2), np.array([1e-4]*2)) # as `fit_one_cycle` builds it
