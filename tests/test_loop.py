@@ -97,6 +97,25 @@ def test_no_sync_in_cuda_batch(tmp_path):
     finally: torch.cuda.set_sync_debug_mode('default')
 
 
+class SyncAllowedAfterTrain(Callback):
+    "...to the end of the epoch's training: first at `after_train`, where `EpochTimer` and the `Recorder` read the GPU"
+    order = -1001
+    def after_train(self): torch.cuda.set_sync_debug_mode('default')
+    def after_cancel_train(self): torch.cuda.set_sync_debug_mode('default')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: checks that the loader does not wait for the GPU between training batches')
+def test_no_sync_between_cuda_batches(tmp_path):
+    "No host sync from the first training batch to the epoch's end, the loader's work between batches included: with `chunk=128` at bs 64 it augments a new chunk every 2 batches"
+    d = cifar10_dls(make_cifar_folder(tmp_path/'c', n_per_class=60), bs=64, device='cuda', chunk=128)
+    assert len(d.train) >= 6 # so that the window holds at least two chunk boundaries
+    learn = cifar_learner(d, path=tmp_path, cbs=[EpochTimer(), NaNGuard(every=10**9), ScheduleLog(tmp_path/'s.csv')])
+    learn.sync_free_loss.every = math.inf # as in `test_no_sync_in_cuda_batch`
+    try:
+        with learn.no_bar(), learn.no_logging(): fit_one_cycle_s10(learn, 2, 1e-4, 1e-3, cbs=[SyncIsError(), SyncAllowedAfterTrain()])
+    finally: torch.cuda.set_sync_debug_mode('default')
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs (`compile='auto'` there)")
 def test_cuda_graphs_match_eager(tmp_path):
     "A fit through CUDA graphs (`compile='auto'` on CUDA) predicts what the same weights predict eagerly"
