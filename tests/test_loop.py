@@ -87,14 +87,19 @@ class SyncAllowed(Callback):
     def after_cancel_batch(self): torch.cuda.set_sync_debug_mode('default')
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: checks that no training batch waits for the GPU')
-def test_no_sync_in_cuda_batch(tmp_path):
-    d = cifar10_dls(make_cifar_folder(tmp_path/'c', n_per_class=60), bs=64, device='cuda')
+def fit_under_sync_error(tmp_path, allowed:Callback, **kwargs):
+    "Two epochs of `era-s10 train`'s callbacks on CUDA, host syncs an error from each first training batch until `allowed` resets the mode"
+    d = cifar10_dls(make_cifar_folder(tmp_path/'c', n_per_class=60), bs=64, device='cuda', **kwargs)
     learn = cifar_learner(d, path=tmp_path, cbs=[EpochTimer(), NaNGuard(every=10**9), ScheduleLog(tmp_path/'s.csv')])
     learn.sync_free_loss.every = math.inf # the progress bar's once-a-second read is allowed; take it out here
     try:
-        with learn.no_bar(), learn.no_logging(): fit_one_cycle_s10(learn, 2, 1e-4, 1e-3, cbs=[SyncIsError(), SyncAllowed()])
+        with learn.no_bar(), learn.no_logging(): fit_one_cycle_s10(learn, 2, 1e-4, 1e-3, cbs=[SyncIsError(), allowed])
     finally: torch.cuda.set_sync_debug_mode('default')
+    return d
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: checks that no training batch waits for the GPU')
+def test_no_sync_in_cuda_batch(tmp_path): fit_under_sync_error(tmp_path, SyncAllowed())
 
 
 class SyncAllowedAfterTrain(Callback):
@@ -107,13 +112,8 @@ class SyncAllowedAfterTrain(Callback):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA: checks that the loader does not wait for the GPU between training batches')
 def test_no_sync_between_cuda_batches(tmp_path):
     "No host sync from the first training batch to the epoch's end, the loader's work between batches included: with `chunk=128` at bs 64 it augments a new chunk every 2 batches"
-    d = cifar10_dls(make_cifar_folder(tmp_path/'c', n_per_class=60), bs=64, device='cuda', chunk=128)
-    assert len(d.train) >= 6 # so that the window holds at least two chunk boundaries
-    learn = cifar_learner(d, path=tmp_path, cbs=[EpochTimer(), NaNGuard(every=10**9), ScheduleLog(tmp_path/'s.csv')])
-    learn.sync_free_loss.every = math.inf # as in `test_no_sync_in_cuda_batch`
-    try:
-        with learn.no_bar(), learn.no_logging(): fit_one_cycle_s10(learn, 2, 1e-4, 1e-3, cbs=[SyncIsError(), SyncAllowedAfterTrain()])
-    finally: torch.cuda.set_sync_debug_mode('default')
+    d = fit_under_sync_error(tmp_path, SyncAllowedAfterTrain(), chunk=128)
+    assert len(d.train) >= 6 # so that the window held at least two chunk boundaries
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: CUDA graphs (`compile='auto'` there)")
