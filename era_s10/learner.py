@@ -261,8 +261,8 @@ def resolve_compile(compile, # False/'none', True (torch's default mode), a mode
                     device)->bool|str:
     "The `torch.compile` mode `compile` means on `device`: 'auto' is CUDA graphs ('reduce-overhead') on CUDA, none on the CPU"
     # a bs-512 eager step launches ~450 kernels; a CUDA graph replays a whole forward or backward with one launch (on an
-    # H100: 1.41x the bare loop's step, but whole `era-s10 train` runs no faster: README). On the CPU, compiling needs
-    # a C++ compiler and minutes, so 'auto' leaves it off there
+    # H100: 1.41x the bare loop's step, but `era-s10 train`'s epochs only ~10% faster, its first run slower: README).
+    # On the CPU, compiling needs a C++ compiler and minutes, so 'auto' leaves it off there
     if compile in (None, False, 'none'): return False
     if compile == 'auto': return 'reduce-overhead' if torch.device(device).type == 'cuda' else False
     if compile is True or compile in TORCH_COMPILE_MODES: return compile
