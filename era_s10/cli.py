@@ -27,10 +27,18 @@ def _pos_int(s):
     if v < 1: raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
     return v
 
-def _pos_float(s):
-    try: v = float(s)
+def _number(s):
+    try: return float(s)
     except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a number")
+
+def _pos_float(s):
+    v = _number(s)
     if not v > 0: raise argparse.ArgumentTypeError(f"must be positive, got {s}")
+    return v
+
+def _above_one(s):
+    v = _number(s)
+    if not 1 < v < float('inf'): raise argparse.ArgumentTypeError(f"must be above 1, got {s}: LRMIN = LRMAX/DIV, for example 100")
     return v
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -40,8 +48,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     (file or sys.stderr).write(f"era-s10: warning: {msg}\n")
 
 def _fraction(s):
-    try: v = float(s)
-    except ValueError: raise argparse.ArgumentTypeError(f"{s!r} is not a number")
+    v = _number(s)
     if not 0 <= v < 1: raise argparse.ArgumentTypeError(f"must be in [0, 1), got {s}: for example 0.2, or 0 for none")
     return v
 
@@ -72,6 +79,8 @@ def make_parser()->argparse.ArgumentParser:
     t.add_argument('--lr-min', type=_pos_float, help='LRMIN: skip the LR finder, give --lr-max too (default: from the LR finder)')
     t.add_argument('--lr-max', type=_pos_float, help='LRMAX, the peak LR (default: from the LR finder)')
     t.add_argument('--lr-find-its', type=_pos_int, default=100, help='iterations of the LR range test')
+    t.add_argument('--lr-div', type=_above_one, metavar='DIV', help="LRMIN = LRMAX/DIV, LRMAX from the LR finder "
+                   "(default: the recipe's rule: LRMIN = min(valley, LRMAX/10), or LRMAX/100 for seed)")
     t.add_argument('--seed', type=int, default=42, help='seed of the training draws; the held-out validation split is always drawn with seed 42')
     t.add_argument('--seeds', type=_seeds, help='comma-separated seeds: one run each, plus seeds.json (default: one run, --seed)')
     t.add_argument('--device', **_DEVICE)
@@ -123,11 +132,12 @@ def _train(a):
     from era_s10.train import train_run, train_seeds
     from era_s10.learner import resolve_compile
     if (a.lr_min is None) != (a.lr_max is None): raise UserError("pass both --lr-min and --lr-max, or neither to run the LR finder")
+    if a.lr_div is not None and a.lr_min is not None: raise UserError("--lr-div sets LRMIN from the LR finder's LRMAX: drop --lr-div, or drop --lr-min and --lr-max")
     resolve_compile(a.compile, 'cpu') # an unknown mode fails before any work
     if a.lr_min is not None and a.lr_min >= a.lr_max: raise UserError(f"--lr-min {a.lr_min:g} must be below --lr-max {a.lr_max:g}: pass a smaller --lr-min or a larger --lr-max")
     kw = dict(data=a.data, epochs=a.epochs, bs=a.bs, lr_min=a.lr_min, lr_max=a.lr_max, device=a.device, subset=a.subset,
               wd=a.wd, label_smoothing=a.label_smoothing, precision=a.precision, lr_find_its=a.lr_find_its, strict=a.strict, plots=not a.no_plots,
-              compile=a.compile, recipe=a.recipe)
+              compile=a.compile, recipe=a.recipe, lr_div=a.lr_div)
     if a.resume:
         # a resumed run trains with the settings in its config.json; options that would change them are refused, not ignored
         # (every train option but those `train_run(resume=...)` takes, so a new option is covered without listing it here)

@@ -265,11 +265,12 @@ SPLIT_SEED = 42 # the held-out validation split is the same whatever `seed` a ru
 
 def _split_seed(cfg:dict)->int: return cfg.get('split_seed', cfg.get('seed', 42)) # runs from before `split_seed` split with their seed
 
-def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe)->dict:
+def _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe, lr_div=None)->dict:
     r = recipe_settings(recipe)
     return dict(data=None if data is None else str(Path(data).resolve()), epochs=epochs, bs=bs, lr_min=lr_min, lr_max=lr_max,
                 seed=seed, subset=subset, wd=r['wd'] if wd is None else wd, label_smoothing=r['label_smoothing'] if label_smoothing is None else label_smoothing,
-                precision=precision, valid_pct=valid_pct, split_seed=SPLIT_SEED, recipe=recipe)
+                precision=precision, valid_pct=valid_pct, split_seed=SPLIT_SEED, recipe=recipe,
+                lr_div=r['lr_div'] if lr_div is None else lr_div)
 
 def seed_run(seed:int, device):
     "Seed every RNG a run draws from; on CUDA let cuDNN benchmark its kernels and keep the fastest"
@@ -280,7 +281,8 @@ def seed_run(seed:int, device):
 
 def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float=None, lr_max:float=None, seed:int=42,
               device:str='auto', subset:int=None, wd:float=None, precision:str='auto', valid_pct:float=0.1,
-              label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool|str=False, recipe:str='default'):
+              label_smoothing:float=None, strict:bool=False, resume=None, quiet:bool=False, compile:bool|str=False, recipe:str='default',
+              lr_div:float=None):
     "Phase 1: a new run folder (or the one `resume` names, with its settings), its DataLoaders and its `Learner`"
     if resume is not None:
         rf = RunFolder(resume)
@@ -291,7 +293,7 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
             raise RunComplete(f"run {rf.path} is complete ({done} of {cfg['epochs']} epochs): its results are in {rf.summary}")
         cfg.setdefault('label_smoothing', 0.) # runs from before the option trained with plain cross-entropy
         cfg.setdefault('recipe', 'default')
-    else: cfg = _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe)
+    else: cfg = _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe, lr_div)
     _check_args(cfg['epochs'], cfg['bs'], cfg['lr_min'], cfg['lr_max'])
     dev = resolve_device(device)
     seed_run(cfg['seed'], dev)
@@ -313,7 +315,7 @@ def lr_range_test(learn:Learner, cfg:dict, its:int=100)->dict:
     if cfg['lr_min'] is not None:
         cfg['lr_source'] = 'given (--lr-min/--lr-max): LR finder skipped'
     else:
-        div = recipe_settings(cfg.get('recipe', 'default'))['lr_div']
+        div = cfg['lr_div'] if 'lr_div' in cfg else recipe_settings(cfg.get('recipe', 'default'))['lr_div'] # older configs: the recipe's
         cfg['lr_min'], cfg['lr_max'] = find_lrs(learn, num_it=its, lr_div=div)
         cfg['lr_source'] = f"lr_find ({its} iterations): LRMAX = minimum, LRMIN = {f'LRMAX/{div:g}' if div else 'min(valley, LRMAX/10)'}"
         cfg['lr_suggestions'] = {k: float(v) for k,v in learn.lr_suggestions.items()}
@@ -435,11 +437,12 @@ def train_run(data=None, # CIFAR-10 source: None (download), folder, archive or 
               quiet:bool=False, # no progress bars
               compile:bool|str=False, # `torch.compile` the model: True, a mode, or 'auto' for CUDA graphs on CUDA only (see `resolve_compile`)
               recipe:str='default', # 'default', or 'seed' for the original notebook's settings (see `RECIPES`)
+              lr_div:float=None, # LRMIN = LRMAX/`lr_div`, LRMAX from the LR finder; default the recipe's rule (see `find_lrs`)
              )->dict:
     "Run the ERA Session 10 experiment and write a run folder: `setup_run`, `lr_range_test`, `fit_run`, `report_run`"
     matplotlib.use('Agg') if not hasattr(sys, 'ps1') and 'ipykernel' not in sys.modules else None
     learn, cfg, proc = setup_run(data, out, epochs, bs, lr_min, lr_max, seed, device, subset, wd, precision, valid_pct,
-                                 label_smoothing, strict, resume, quiet, compile, recipe)
+                                 label_smoothing, strict, resume, quiet, compile, recipe, lr_div)
     try:
         with learn.stop_on_signal:
             start = 0

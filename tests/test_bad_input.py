@@ -114,6 +114,9 @@ def test_offline_download_names_data(monkeypatch, capsys, fastai_home):
     (['--lr-min', '1e-2', '--lr-max', '1e-3'], ['--lr-min 0.01 must be below --lr-max 0.001']),
     (['--lr-min', '1e-3', '--lr-max', '1e-3'], ['--lr-min 0.001 must be below --lr-max 0.001']),
     (['--lr-min', '1e-3'], ['pass both --lr-min and --lr-max']),
+    (['--lr-div', '1'], ['argument --lr-div', 'must be above 1, got 1', 'for example 100']),
+    (['--lr-div', 'ten'], ['argument --lr-div', "'ten' is not a number"]),
+    (['--lr-div', '100', '--lr-min', '1e-4', '--lr-max', '1e-3'], ['--lr-div sets LRMIN', 'drop --lr-div, or drop --lr-min and --lr-max']),
     (['--label-smoothing', '1'], ['argument --label-smoothing', 'must be in [0, 1), got 1', '0 for none']),
     (['--label-smoothing', '-0.1'], ['argument --label-smoothing', 'must be in [0, 1), got -0.1']),
 ])

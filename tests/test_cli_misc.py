@@ -44,6 +44,15 @@ def test_relative_out_then_evaluate_and_predict(cli, tiny_data, tmp_path):
     assert (rd/'learning_curves.png').exists()
 
 
+def test_lr_div(cli, user_error, tiny_data, tmp_path):
+    "`--lr-div` reaches the LR rule (LRMIN = LRMAX/DIV, LRMAX from the LR finder), and a resume cannot change it"
+    r = cli('train', '--data', tiny_data, '--epochs', 1, '--bs', 16, '--lr-find-its', 20, '--lr-div', 100, '--no-plots', '--device', 'cpu', '--out', tmp_path/'r')
+    assert r.returncode == 0, r.stderr
+    s = json.loads((tmp_path/'r'/'summary.json').read_text())
+    assert s['settings']['lr_min'] == pytest.approx(s['settings']['lr_max']/100) and s['lr_source'].endswith('LRMIN = LRMAX/100')
+    user_error(cli('train', '--resume', tmp_path/'r', '--lr-div', 10), 'with the settings in its config.json', 'drop --lr-div')
+
+
 def test_report_needs_a_finished_run(cli, user_error, tmp_path):
     user_error(cli('report', tmp_path), 'holds no model.pth', 'resume it first')
 
