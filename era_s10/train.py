@@ -227,12 +227,13 @@ def per_class_accuracy(probs, targs, vocab=CIFAR10_CLASSES)->dict:
     pred = probs.argmax(1)
     return {c: float((pred[targs==i]==i).float().mean()) if (targs==i).any() else None for i,c in enumerate(vocab)}
 
-def _check_args(epochs, bs, lr_min, lr_max):
+def _check_args(epochs, bs, lr_min, lr_max, lr_div=None):
     if epochs is None or epochs < 1: raise UserError(f"--epochs must be at least 1, got {epochs}")
     if bs is None or bs < 1: raise UserError(f"--bs must be at least 1, got {bs}")
     if (lr_min is None) != (lr_max is None): raise UserError("pass both --lr-min and --lr-max, or neither to run the LR finder")
     if lr_min is not None and not 0 < lr_min < lr_max:
         raise UserError(f"--lr-min must be positive and below --lr-max, got {lr_min:g} and {lr_max:g}")
+    if lr_div is not None and not 1 < lr_div < float('inf'): raise UserError(f"--lr-div must be above 1, got {lr_div:g}: LRMIN = LRMAX/DIV, for example 100")
 
 # %% ../nbs/03_train.ipynb #03-train-029
 class Interrupted(KeyboardInterrupt):
@@ -294,7 +295,7 @@ def setup_run(data=None, out='runs/run', epochs:int=24, bs:int=512, lr_min:float
         cfg.setdefault('label_smoothing', 0.) # runs from before the option trained with plain cross-entropy
         cfg.setdefault('recipe', 'default')
     else: cfg = _cfg(data, epochs, bs, lr_min, lr_max, seed, subset, wd, label_smoothing, precision, valid_pct, recipe, lr_div)
-    _check_args(cfg['epochs'], cfg['bs'], cfg['lr_min'], cfg['lr_max'])
+    _check_args(cfg['epochs'], cfg['bs'], cfg['lr_min'], cfg['lr_max'], cfg.get('lr_div'))
     dev = resolve_device(device)
     seed_run(cfg['seed'], dev)
     dls = cifar10_dls(cfg['data'], bs=cfg['bs'], valid_pct=cfg['valid_pct'], seed=_split_seed(cfg), device=dev, subset=cfg['subset'], strict=strict)
