@@ -24,21 +24,17 @@ from fasttransform import Transform, Pipeline
 from fastprogress.fastprogress import progress_bar
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'ARCHIVE_EXTS', 'MAX_MEMBER_BYTES', 'MAX_BATCH_BYTES', 'MAX_TOTAL_BYTES', 'MAX_MEMBERS',
-           'READ_ERRORS', 'UserError', 'is_archive', 'check_archive', 'extract_archive', 'download_cifar', 'cifar_root',
-           'read_image', 'UnreadableImagesWarning', 'report_unreadable', 'read_image_folder', 'read_cifar_batches',
-           'load_split', 'RandomPadCrop', 'RandomFlip', 'Cutout', 'cifar_batch_tfms', 'default_chunk', 'ArrayDL',
-           'CifarDataLoaders', 'cifar10_arrays', 'cifar10_dls', 'empty_cifar_dls', 'make_cifar_folder', 'show_samples']
+__all__ = ['ARCHIVE_EXTS', 'MAX_MEMBER_BYTES', 'MAX_BATCH_BYTES', 'MAX_TOTAL_BYTES', 'MAX_MEMBERS', 'READ_ERRORS', 'is_archive',
+           'check_archive', 'extract_archive', 'download_cifar', 'cifar_root', 'read_image', 'UnreadableImagesWarning',
+           'report_unreadable', 'read_image_folder', 'read_cifar_batches', 'load_split', 'RandomPadCrop', 'RandomFlip',
+           'Cutout', 'cifar_batch_tfms', 'default_chunk', 'ArrayDL', 'CifarDataLoaders', 'cifar10_arrays',
+           'cifar10_dls', 'empty_cifar_dls', 'make_cifar_folder', 'show_samples']
 
 # %% ../nbs/01_data.ipynb #01-data-005
-class UserError(Exception):
-    "A problem with the user's input: the message says what is wrong and how to fix it"
-    def __init__(self, msg:str): super().__init__(msg); self.msg = msg
-    # fastai rewrites the message of an error raised in a callback to a two-line one; the user still sees one line
-    def __str__(self): return self.msg
+from .core import UserError # one class for every module, re-exported here for old imports
 
 # %% ../nbs/01_data.ipynb #01-data-007
-CIFAR10_CLASSES = ('airplane','automobile','bird','cat','deer','dog','frog','horse','ship','truck')
+from .core import CIFAR10_CLASSES
 
 # %% ../nbs/01_data.ipynb #01-data-010
 ARCHIVE_EXTS = ('.tgz', '.tar.gz', '.tar')
