@@ -6,14 +6,16 @@ Docs: https://era-s10.github.io/era_s10/config.html.md"""
 
 # %% ../nbs/01_config.ipynb #config-002
 from __future__ import annotations
-import dataclasses, math, typing
+import argparse, dataclasses, math, typing
 from dataclasses import dataclass, field, fields
 from fastcore.basics import patch
+from fastcore.docments import docments
 from .core import UserError, DEVICES, PRECISIONS, resolve_compile
 
 # %% auto #0
 __all__ = ['RECIPES', 'OPTIMIZERS', 'ANNEALS', 'at_least', 'positive', 'non_negative', 'fraction', 'open_unit', 'above_one',
-           'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'as_config', 'run_lrs']
+           'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'as_config', 'run_lrs', 'config_options',
+           'given_settings']
 
 # %% ../nbs/01_config.ipynb #config-005
 def _num(v)->str: return f'{v:g}' if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
@@ -44,7 +46,9 @@ def above_one(hint:str=''):
 
 def one_of(choices, what:str):
     "A check that a value is one of `choices`; `what` names it in the message"
-    return lambda v: None if v in choices else f"unknown {what} {v!r}: use {', '.join(map(str, choices))}"
+    def check(v): return None if v in choices else f"unknown {what} {v!r}: use {', '.join(map(str, choices))}"
+    check.choices = tuple(choices) # for the option's metavar
+    return check
 
 # %% ../nbs/01_config.ipynb #config-008
 def setting(default, # the value when the user gives none
@@ -110,7 +114,7 @@ class RunConfig:
     device: str = setting('auto', resumable=True)
     # torch.compile the model: none, auto (CUDA graphs on CUDA only), or a mode; without MODE, torch's default
     compile: str = setting('none', resumable=True, nargs='?', const='default', metavar='MODE')
-    # write the PNGs
+    # write the PNGs; --no-plots writes none
     plots: bool = setting(True, resumable=True)
 
     def __post_init__(self):
@@ -211,3 +215,50 @@ def run_lrs(d:dict)->dict|None:
                lr_source=d.get('lr_source', 'as in the interrupted run (not in its config.json)'))
     if 'lr_suggestions' in d: res['lr_suggestions'] = d['lr_suggestions']
     return res
+
+# %% ../nbs/01_config.ipynb #config-024
+def _parse(name:str):
+    "The argparse `type` of the setting `name`: convert the string, then run the setting's check"
+    t = next(t for t in _types(name) if t is not type(None))
+    def parse(s:str):
+        try: v = t(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{s!r} is not {'an integer' if t is int else 'a number'}") from None
+        check = RunConfig.__dataclass_fields__[name].metadata['check']
+        why = check(v) if check else None
+        if why: raise argparse.ArgumentTypeError(why)
+        return v
+    return parse
+
+def _text(v)->str: return 'on' if v is True else 'off' if v is False else f'{v:g}' if isinstance(v, float) else str(v)
+
+def _default_text(name:str)->str:
+    "The setting's default for `--help`, with each recipe's own where it differs"
+    d = RunConfig.__dataclass_fields__[name].default
+    other = [f"{r}: {_text(v[name])}" for r, v in RECIPES.items() if name in v and v[name] != d]
+    return f"(default: {_text(d)}{'; ' + ', '.join(other) if other else ''})"
+
+def _option(f)->tuple:
+    "The option's name and its `add_argument` keywords for the field `f`"
+    kw, check = dict(dest=f.name, default=None), f.metadata['check']
+    if _types(f.name) == (bool,):
+        off = f.default is True # a setting that is on by default gets a --no-... option
+        return ('--no-' if off else '--') + f.name.replace('_', '-'), dict(kw, action='store_const', const=not off)
+    if hasattr(check, 'choices'): kw['metavar'] = '{' + ','.join(check.choices) + '}'
+    return flag(f.name), dict(kw, type=_parse(f.name), **f.metadata['cli'])
+
+def config_options(p:argparse.ArgumentParser, # the parser of `era-s10 train` or `era-s10 sweep`
+                   skip=(), # settings that get no option
+                  ):
+    "Add one option per `RunConfig` field to `p`"
+    docs = docments(RunConfig)
+    for f in fields(RunConfig):
+        if f.name in skip: continue
+        doc = docs[f.name] or f.name
+        if '(default:' not in doc: doc += ' ' + _default_text(f.name)
+        name, kw = _option(f)
+        p.add_argument(name, help=doc, **kw)
+
+def given_settings(ns:argparse.Namespace)->dict:
+    "The settings that were given on the command line"
+    return {f.name: getattr(ns, f.name) for f in fields(RunConfig) if getattr(ns, f.name, None) is not None}
