@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 stamp=.venv/.era_s10_installed
 want=$(cat pyproject.toml | sha1sum | cut -c1-40)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  .venv/bin/python -m pip install -q -e ".[dev,onnx]"
+  .venv/bin/python -m pip install -q -e ".[dev,onnx,sweep]"
   echo "$want" > "$stamp"
 fi
 # shellcheck disable=SC1091
