@@ -348,4 +348,11 @@ d = { 'settings': { 'branch': 'main',
                                'era_s10.train.train_run': ('train.html#train_run', 'era_s10/train.py'),
                                'era_s10.train.train_seeds': ('train.html#train_seeds', 'era_s10/train.py'),
                                'era_s10.train.trim_schedule': ('train.html#trim_schedule', 'era_s10/train.py'),
-                               'era_s10.train.warm_compiled': ('train.html#warm_compiled', 'era_s10/train.py')}}}
+                               'era_s10.train.warm_compiled': ('train.html#warm_compiled', 'era_s10/train.py')},
+            'era_s10.tta': { 'era_s10.tta.TTAView': ('tta.html#ttaview', 'era_s10/tta.py'),
+                             'era_s10.tta.TTAView.__init__': ('tta.html#ttaview.__init__', 'era_s10/tta.py'),
+                             'era_s10.tta.TTAView.before_batch': ('tta.html#ttaview.before_batch', 'era_s10/tta.py'),
+                             'era_s10.tta._check_views': ('tta.html#_check_views', 'era_s10/tta.py'),
+                             'era_s10.tta._mirrored': ('tta.html#_mirrored', 'era_s10/tta.py'),
+                             'era_s10.tta.get_preds_tta': ('tta.html#get_preds_tta', 'era_s10/tta.py'),
+                             'era_s10.tta.shift_images': ('tta.html#shift_images', 'era_s10/tta.py')}}}
