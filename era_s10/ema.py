@@ -40,7 +40,9 @@ class EMA(Callback):
         self._build().to(p.device) # a no-op unless the model moved since the average was made
 
     def after_step(self):
-        if self.training and self.epoch >= self.start_epoch: self.avg.update_parameters(self.learn.model)
+        # fastai's LR range test runs a fit whose weights it then throws away, so they stay out of the average
+        if hasattr(self.learn, 'lr_finder') or self.epoch < self.start_epoch: return
+        self.avg.update_parameters(self.learn.model)
 
     @property
     def n_averaged(self)->int: return 0 if self.avg is None else int(self.avg.n_averaged)
@@ -81,10 +83,10 @@ def _accuracy(learn, dl, get_preds)->float:
 
 def accuracy_raw_ema(learn:Learner, dl=None, # default: the validation loader
                      get_preds=None, # `(learn, dl) -> (probs, targs)`, e.g. TTA's; default `learn.get_preds`
+                     ema:EMA=None, # default `learn.ema`, the `EMA` callback added to `learn`
                     )->dict:
-    "Accuracy on `dl` with the raw weights and with `learn.ema`'s (`ema` is None without an `EMA` callback)"
-    dl, get_preds = dl or learn.dls.valid, get_preds or _preds
-    ema = getattr(learn, 'ema', None)
+    "Accuracy on `dl` with the raw weights and with the EMA's (`ema` is None without an average)"
+    dl, get_preds, ema = dl or learn.dls.valid, get_preds or _preds, ema or getattr(learn, 'ema', None)
     with learn.no_bar(), learn.no_logging():
         raw = _accuracy(learn, dl, get_preds)
         if not isinstance(ema, EMA) or not ema.n_averaged: return dict(raw=raw, ema=None)
