@@ -20,17 +20,13 @@ def pytest_sessionfinish(session, exitstatus): shutil.rmtree(FASTAI_HOME, ignore
 
 # ---- the test tiers: `bash scripts/test.sh` runs `-m 'not slow'`, `bash scripts/test.sh --slow` runs `-m slow` ----
 
-# Tests that train or fuzz for more than about 30 s on 2 CPU cores without the real data, named as `file::test`
-# (a parametrized test by its function name): the real-data tests are marked by their fixture below.
+# Tests that train for more than about 30 s on 2 CPU cores without the real data, named as `file::test` (a parametrized
+# test by its function name); the real-data tests are marked by their fixture in `is_slow`. The fuzz tests stay quick:
+# their derandomized examples take seconds (ERA_S10_FUZZ_EXAMPLES runs a longer session).
 SLOW = {
-    'test_fuzz.py::test_fuzz_image_folders': '100 hypothesis examples, each decoding a folder or an archive',
-    'test_fuzz.py::test_fuzz_batches': '100 hypothesis examples of cifar-10-batches-py files',
-    'test_fuzz.py::test_fuzz_member_names': '100 hypothesis examples of odd archives',
-    'test_fuzz.py::test_fuzz_archive_bytes': '100 hypothesis examples of damaged archives',
-    'test_faults.py::test_sigint_then_resume': 'a 4-epoch run, interrupted, then resumed in a second process',
-    'test_faults.py::test_sigkill_then_resume': 'a 4-epoch run, interrupted, then resumed in a second process',
-    'test_faults.py::test_sigterm_then_resume': 'a 4-epoch run, interrupted, then resumed in a second process',
-    'test_faults.py::test_resume_finished_run': 'needs the uninterrupted 4-epoch reference run',
+    'test_faults.py::test_sigint_then_resume': 'a 4-epoch run interrupted by SIGINT, then resumed in a second process',
+    'test_faults.py::test_sigkill_then_resume': 'a 4-epoch run killed, then resumed in a second process',
+    'test_faults.py::test_sigterm_then_resume': 'a 4-epoch run with plots interrupted by SIGTERM, then resumed',
 }
 
 
