@@ -14,7 +14,7 @@ def render(nb_path=root/'nbs'/'index.ipynb') -> str:
         src = ''.join(c['source'])
         if c['cell_type'] == 'markdown':
             src = re.sub(r'^> (.*)$', r'\1', src, count=1, flags=re.M) if src.startswith('# ') else src
-            out.append(src.replace('](runs/', '](nbs/runs/')) # images are relative to nbs/ in the notebook
+            out.append(re.sub(r'\]\((?![a-z]+:|/|#)', '](nbs/', src)) # relative links and images start in nbs/
         elif c['cell_type'] == 'code':
             code = '\n'.join(l for l in src.splitlines() if not l.startswith('#|')).strip()
             if code: out.append(f'```python\n{code}\n```')

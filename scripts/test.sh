@@ -1,15 +1,34 @@
 #!/usr/bin/env bash
-# Every test: the notebooks (nbdev-test), the pytest suite, and a check that the library matches the notebooks.
+# The tests in two tiers. `bash scripts/test.sh`: the notebooks (nbdev-test, without the cells flagged `#| slow`), the
+# quick pytest tests (`-m 'not slow'`) and a check that the library matches the notebooks.
+# `bash scripts/test.sh --slow`: the notebooks' slow cells and the slow pytest tests (the real-data runs, long fuzzing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+tier=quick
+case "${1:-}" in
+  '') ;;
+  --slow) tier=slow ;;
+  *) echo "usage: bash scripts/test.sh [--slow]" >&2; exit 2 ;;
+esac
 source scripts/setup.sh
 export MPLBACKEND=Agg
-echo "== nbdev-test"; nbdev-test --n-workers 1
-echo "== pytest"; python -m pytest tests -q -p no:cacheprovider
-echo "== nbdev-export leaves era_s10/ unchanged"
-snap=$(mktemp -d); cp -r era_s10 "$snap/"
-nbdev-export
-if ! diff -r -x __pycache__ "$snap/era_s10" era_s10; then
-  echo "era_s10/ differs from the notebooks: run nbdev-export and commit the result"; rm -rf "$snap"; exit 1
+t0=$SECONDS
+if [ "$tier" = quick ]; then
+  echo "== nbdev-test"; nbdev-test --n-workers 1
+  echo "== pytest -m 'not slow'"; python -m pytest tests -q -p no:cacheprovider -m 'not slow' --durations=10
+  echo "== nbdev-export leaves era_s10/ unchanged"
+  snap=$(mktemp -d); cp -r era_s10 "$snap/"
+  nbdev-export
+  if ! diff -r -x __pycache__ "$snap/era_s10" era_s10; then
+    echo "era_s10/ differs from the notebooks: run nbdev-export and commit the result"; rm -rf "$snap"; exit 1
+  fi
+  rm -rf "$snap"; echo "library and notebooks agree"
+else
+  # only the notebooks that have slow cells: the others ran whole in the quick tier
+  slow_nbs=$(grep -l '"#| *slow' nbs/*.ipynb || true)
+  for nb in $slow_nbs; do echo "== nbdev-test --flags slow $nb"; nbdev-test --n-workers 1 --flags slow "$nb"; done
+  echo "== pytest -m slow"
+  # exit status 5 means no test was collected, which is not a failure of this tier
+  python -m pytest tests -q -p no:cacheprovider -m slow --durations=10 || [ $? -eq 5 ]
 fi
-rm -rf "$snap"; echo "library and notebooks agree"
+echo "== $tier tier passed in $((SECONDS - t0)) s"

@@ -18,6 +18,28 @@ CLI = [sys.executable, '-m', 'era_s10.cli']
 def pytest_sessionfinish(session, exitstatus): shutil.rmtree(FASTAI_HOME, ignore_errors=True)
 
 
+# ---- the test tiers: `bash scripts/test.sh` runs `-m 'not slow'`, `bash scripts/test.sh --slow` runs `-m slow` ----
+
+# Tests that train for more than about 30 s on 2 CPU cores without the real data, named as `file::test` (a parametrized
+# test by its function name); the real-data tests are marked by their fixture in `is_slow`. The fuzz tests stay quick:
+# their derandomized examples take seconds (ERA_S10_FUZZ_EXAMPLES runs a longer session).
+SLOW = {
+    'test_faults.py::test_sigint_then_resume': 'a 4-epoch run interrupted by SIGINT, then resumed in a second process',
+    'test_faults.py::test_sigkill_then_resume': 'a 4-epoch run killed, then resumed in a second process',
+    'test_faults.py::test_sigterm_then_resume': 'a 4-epoch run with plots interrupted by SIGTERM, then resumed',
+}
+
+
+def is_slow(item)->bool:
+    "A test of the slow tier: it uses the real data (`real_data`, also through `real_run`) or is named in `SLOW`"
+    return 'real_data' in item.fixturenames or f'{item.path.name}::{item.originalname}' in SLOW
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if is_slow(item): item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def fastai_home(tmp_path):
     "A fresh, empty FASTAI_HOME for one test (in this process and in subprocesses that get `env`)"
