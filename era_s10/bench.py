@@ -114,6 +114,7 @@ class BenchContext:
         store_attr('tmp,quick,loaders,out')
         self.settings, self.modes = _settings(self.dev, quick), _compile_modes(compile_modes, self.dev)
         self.rounds, self.prec, self.rows = self.settings['rounds'], pick_precision(self.dev), []
+        self.dls = self.ready = self.bare_ready = self.fit = None # set by (b): its loader, batches, loop and rate
         data = data if data is not None else os.environ.get('ERA_S10_DATA') or None
         if data is None: data = make_cifar_folder(tmp/'cifar', n_per_class=60 if quick else 100)
         self.data = data
