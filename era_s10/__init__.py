@@ -2,6 +2,7 @@
 
 Modules:
 
-- `era_s10.bench`: `run_bench` times, in one run on the same data and machine: the loader against fastai's per-item pipeline and torchvision's, `learn.fit` against a bare PyTorch loop, bf16 against fp32, `torch.compile` against eager, and the training step's GFLOP/s against this machine's matmul peak."""
+- `era_s10.bench`: `run_bench` times, in one run on the same data and machine: the loader against fastai's per-item pipeline and torchvision's, `learn.fit` against a bare PyTorch loop, bf16 against fp32, `torch.compile` against eager, and the training step's GFLOP/s against this machine's matmul peak.
+- `era_s10.timing`: The measuring tools of `era-s10 bench`: rounds that interleave the sides of a comparison, rates of loaders and of `learn.fit`, a bare PyTorch training loop as the baseline, and the FLOPs and matmul peak that give compute use."""
 
 __version__ = "0.1.0"

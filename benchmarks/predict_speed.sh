@@ -3,11 +3,11 @@
 # into a temporary folder, trains a 1-epoch run on 2,000 training images when no RUN_DIR is given (the speed does not
 # depend on the weights), then runs `era-s10 predict RUN_DIR folder --csv out.csv` twice (the first also warms the
 # file cache) and prints each run's line: images, seconds and images/s, from loading the model to the last prediction.
-# Usage: bash scripts/predict_speed.sh ARCHIVE [N] [RUN_DIR] [more era-s10 predict options, e.g. --device cpu]
+# Usage: bash benchmarks/predict_speed.sh ARCHIVE [N] [RUN_DIR] [more era-s10 predict options, e.g. --device cpu]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
-ARCHIVE=${1:?usage: bash scripts/predict_speed.sh ARCHIVE [N] [RUN_DIR] [options]}; N=${2:-1000}; RUN=${3:-}
+ARCHIVE=${1:?usage: bash benchmarks/predict_speed.sh ARCHIVE [N] [RUN_DIR] [options]}; N=${2:-1000}; RUN=${3:-}
 D=$(mktemp -d); trap 'rm -rf "$D"' EXIT
 python - "$ARCHIVE" "$N" "$D/images" <<'PY'
 import sys, tarfile
@@ -24,7 +24,8 @@ print(f"{k} images unpacked into {len(list(out.iterdir()))} folder(s)")
 PY
 if [ -z "$RUN" ]; then
   RUN="$D/run"
-  era-s10 train --data "$ARCHIVE" --subset 2000 --epochs 1 --bs 128 --lr-min 1e-4 --lr-max 1e-3 --no-plots --out "$RUN" > /dev/null
+  era-s10 train --data "$ARCHIVE" --subset 2000 --epochs 1 --bs 128 --lr-min 1e-4 --lr-max 1e-3 --no-plots \
+    --out "$RUN" > /dev/null
 fi
 shift $(( $# < 3 ? $# : 3 ))
 for i in 1 2; do era-s10 predict "$RUN" "$D/images" --csv "$D/out$i.csv" "$@"; done

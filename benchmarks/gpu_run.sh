@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# The GPU measurements of the training-loop issue in one go, since each GPU machine starts bare (../shared/gpu/README.md):
-# the loop tests (the CUDA-only sync test among them), `era-s10 bench`, the step probe (scripts/fit_probe.py), then the
-# default experiment over 3 seeds. Each step gets what is left of BUDGET seconds, so a slow step cannot take the others'
-# logs with it; the benchmark writes its JSON after every part, so a cut-short run still leaves the finished rows.
-# Usage, on the GPU machine after `source .gpu/setup.sh`:   bash scripts/gpu_run.sh DATA OUT_DIR [BUDGET_S]
+# The GPU measurements in one go, since each GPU machine starts bare: the loop tests (the CUDA-only ones among them),
+# `era-s10 bench`, the step probe (benchmarks/fit_probe.py), then the default experiment over 3 seeds. Each step gets
+# what is left of BUDGET seconds, so a slow step cannot take the others' logs with it; the benchmark writes its JSON
+# after every part, so a cut-short run still leaves the finished rows.
+# Usage, on the GPU machine once the project is installed:   bash benchmarks/gpu_run.sh DATA OUT_DIR [BUDGET_S]
 #   BENCH_ARGS="--compile none"  extra `era-s10 bench` options (default: none, so every compile mode)
 #   SEEDS=0,1,2                   the seeds of the experiment runs
 #   PYTEST_ARGS="-k cuda"         extra pytest options (default: none, so every test of tests/test_loop.py)
 #   BENCH=0, PROBE=0              skip the benchmark, the step probe
-#   EAGER=1                       then the same seeds again with --compile none (the default has been eager again since 90d4ed9)
+#   EAGER=1                       then the same seeds again with --compile none
 #   ALSO="--compile auto"         then the same seeds again with these `era-s10 train` options (CUDA graphs, say)
 set -uo pipefail
 data=${1:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; out=${2:?usage: gpu_run.sh DATA OUT_DIR [BUDGET_S]}; budget=${3:-540}
@@ -21,7 +21,7 @@ python3 -c "import torch, fastai; print('torch', torch.__version__, '| fastai', 
 step 150 python3 -m pytest -q -rs tests/test_loop.py ${PYTEST_ARGS:-} 2>&1 | tee "$out/pytest.log"
 # shellcheck disable=SC2086 # BENCH_ARGS is a list of options
 [ "${BENCH:-1}" = 0 ] || step "$(left 160)" era-s10 bench --data "$data" --out "$out/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$out/bench.log"
-[ "${PROBE:-1}" = 0 ] || step 70 python3 scripts/fit_probe.py "$data" 2>&1 | tee "$out/probe.log"
+[ "${PROBE:-1}" = 0 ] || step 70 python3 benchmarks/fit_probe.py "$data" 2>&1 | tee "$out/probe.log"
 step "$(left "$([ "${EAGER:-0}${ALSO:-}" = 0 ] && echo 10 || echo 130)")" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --out "$runs/seeds" 2>&1 | tee "$out/train.log"
 [ "${EAGER:-0}" = 0 ] || step "$(left 5)" era-s10 train --data "$data" --seeds "${SEEDS:-0,1,2}" --compile none --out "$runs/eager" 2>&1 | tee "$out/eager.log"
 # shellcheck disable=SC2086 # ALSO is a list of options
