@@ -41,7 +41,7 @@ def setting_name(key:str, opt:str='--grid')->str:
     name = key.strip().lstrip('-').replace('-', '_')
     if name == 'seed': raise UserError(f"{opt} seed: give the seeds with --seeds, for example --seeds 0,1,2")
     if name not in RunConfig.__dataclass_fields__:
-        raise UserError(f"{opt}: unknown setting {key.strip()!r}: use the name of a train option, for example lr_div or wd")
+        raise UserError(f"{opt}: unknown setting {key.strip()!r}: use a train option's name, for example lr_div or wd")
     return name
 
 # %% ../nbs/22_sweep.ipynb #sweep-006
@@ -51,7 +51,7 @@ def parse_grid(items, # `--grid` options: `KEY=V1,V2`
     grid = {}
     for it in items or ():
         key, eq, vals = it.partition('=')
-        if not eq or not vals.strip(): raise UserError(f"--grid {it!r} is not KEY=V1,V2: for example --grid wd=0.25,0.5")
+        if not eq or not vals.strip(): raise UserError(f"--grid {it!r} is not KEY=V1,V2: for example wd=0.25,0.5")
         name = setting_name(key)
         if name in grid: raise UserError(f"--grid {name} is given twice: list its values in one --grid {name}=V1,V2")
         vs = [setting_value(name, v.strip()) for v in vals.split(',')]
@@ -72,9 +72,9 @@ def parse_baseline(s:str|None, grid:dict)->dict:
     for it in (s.split(',') if s else ()):
         key, _, v = it.partition('=')
         name = setting_name(key, '--baseline')
-        if name not in grid: raise UserError(f"--baseline {name}: not an axis of --grid: use one of {', '.join(grid) or '(none)'}")
+        if name not in grid: raise UserError(f"--baseline {name}: not a --grid axis: use one of {', '.join(grid)}")
         base[name] = setting_value(name, v.strip(), '--baseline')
-        if base[name] not in grid[name]: raise UserError(f"--baseline {it}: not a value of --grid {name}: pick one of its values")
+        if base[name] not in grid[name]: raise UserError(f"--baseline {it}: not a value of --grid {name}: pick one")
     return base
 
 # %% ../nbs/22_sweep.ipynb #sweep-008
@@ -107,8 +107,9 @@ def open_storage(url:str, # an SQLAlchemy URL (`postgresql://...`, `sqlite:///..
     from optuna.storages.journal import JournalFileBackend
     if '://' not in url: return JournalStorage(JournalFileBackend(str(url)))
     # the `sweep` extra installs psycopg 3; SQLAlchemy's plain postgresql:// means psycopg2
-    if url.startswith('postgresql://') and not _has('psycopg2'): url = 'postgresql+psycopg://' + url[len('postgresql://'):]
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+    if url.startswith('postgresql://') and not _has('psycopg2'): url = 'postgresql+psycopg' + url[len('postgresql'):]
+    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
 
 # %% ../nbs/22_sweep.ipynb #sweep-012
 def open_study(spec:dict, # the sweep, from `sweep_spec`
@@ -118,7 +119,8 @@ def open_study(spec:dict, # the sweep, from `sweep_spec`
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try: storage = open_storage(spec['storage'])
     except Exception as e:
-        raise UserError(f"--storage {spec['storage']}: cannot open it ({one_line(e)}): check the URL and the server") from None
+        raise UserError(f"--storage {spec['storage']}: cannot open it ({one_line(e)}): check the URL and the server"
+                       ) from None
     return optuna.create_study(study_name=spec['study'], storage=storage, direction='maximize', load_if_exists=True)
 
 def one_line(e:BaseException)->str: return ' '.join(f'{type(e).__name__}: {e}'.split())[:300]
@@ -136,8 +138,8 @@ def queue_unfinished(study, spec:dict)->int:
     known, mine = study.user_attrs.get('grid'), _grid_attr(spec)
     if known is None: study.set_user_attr('grid', mine)
     elif known != mine:
-        raise UserError(f"study {spec['study']!r} in {spec['storage']} holds another sweep: pass the same --grid, --seeds "
-                        "and train options to join it, or another --study (or --out) for a new one")
+        raise UserError(f"study {spec['study']!r} in {spec['storage']} holds another sweep: pass the same --grid, "
+                        "--seeds and train options to join it, or another --study (or --out) for a new one")
     busy = {t.user_attrs.get('grid_id') for t in study.get_trials(False, states=(S.COMPLETE, S.RUNNING, S.WAITING))}
     todo = [i for i in range(len(spec['points'])) if i not in busy]
     for i in todo: study.enqueue_trial(spec['points'][i], user_attrs={'grid_id': i})
@@ -166,7 +168,8 @@ def _train_trial(cfg:RunConfig, # the trial's settings
     "Train (or finish) the trial's run; its `trial_results`"
     import inspect
     from era_s10.train import train_run
-    if resume: s = train_run(resume=run_dir, device=cfg.device, strict=cfg.strict, plots=cfg.plots, compile=cfg.compile, quiet=True)
+    if resume:
+        s = train_run(resume=run_dir, quiet=True, **{k: getattr(cfg, k) for k in LOCAL if k != 'data'}) # the resumable ones
     else:
         params = inspect.signature(train_run).parameters
         s = train_run(out=run_dir, quiet=True, **{k: v for k, v in asdict(cfg).items() if k in params})
@@ -243,7 +246,8 @@ def _worker_cmd(out:Path, n:int|None)->list:
 
 def _shares(n:int|None, workers:int)->list:
     "The trial limit of each worker: `n` split as evenly as it goes, or None each"
-    return [None]*workers if n is None else [n//workers + (i < n % workers) for i in range(workers) if n//workers + (i < n % workers)]
+    if n is None: return [None]*workers
+    return [k for k in (n//workers + (i < n % workers) for i in range(workers)) if k]
 
 def start_workers(spec:dict, workers:int, gpus:list)->list:
     "`workers` worker processes, their output in `DIR/workers/<i>.log`"
@@ -268,7 +272,8 @@ def stop(procs:list, wait_s:float=600):
 def sweep_options(p:argparse.ArgumentParser):
     "Add the options of `era-s10 sweep` to `p`: the sweep's own, then every `era-s10 train` option"
     p.add_argument('--out', help='the sweep folder: trials/, results.csv, summary.md, sweep.png and the study')
-    p.add_argument('--grid', action='append', metavar='KEY=V1,V2', help='an axis: a train setting and its values (repeatable)')
+    p.add_argument('--grid', action='append', metavar='KEY=V1,V2',
+                   help='an axis: a train setting and its values (repeatable)')
     p.add_argument('--seeds', default='0,1,2', help='the seeds of every setting (default: 0,1,2)')
     p.add_argument('--workers', type=int, help='worker processes on this machine (default: 1, or one per GPU)')
     p.add_argument('--gpus', help='GPUs the workers share, for example 0,1 (default: all)')
@@ -292,13 +297,15 @@ def sweep_spec(a:argparse.Namespace)->dict:
     "The sweep the options describe, every grid point checked"
     common = given_settings(a)
     if a.resume:
-        if a.grid or common or a.out: raise UserError("--resume DIR runs the sweep in DIR/sweep.json: drop the other options")
+        if a.grid or common or a.out:
+            raise UserError("--resume DIR runs the sweep in DIR/sweep.json: drop the other options")
         spec = _read_spec(a.resume)
     else:
         if not a.out: raise UserError("pass --out DIR, the sweep folder (or --resume DIR)")
         grid, seeds = parse_grid(a.grid), parse_seeds(a.seeds)
-        spec = dict(out=str(Path(a.out).resolve()), grid=grid, seeds=seeds, common=common, study=a.study,
-                    storage=a.storage or str(Path(a.out).resolve()/'study.log'), baseline=parse_baseline(a.baseline, grid))
+        out = Path(a.out).resolve()
+        spec = dict(out=str(out), grid=grid, seeds=seeds, common=common, study=a.study,
+                    storage=a.storage or str(out/'study.log'), baseline=parse_baseline(a.baseline, grid))
     both = [k for k in spec['grid'] if k in spec['common']]
     if both: raise UserError(f"{both[0]} is a --grid axis and a train option: drop one of them")
     spec.update(points=grid_points(spec['grid'], spec['seeds']), trials=a.trials)
@@ -364,7 +371,7 @@ def sweep_main(a:argparse.Namespace)->int:
 # %% ../nbs/22_sweep.ipynb #sweep-026
 def main(argv=None):
     "`era-s10 sweep` on its own: `python -c 'from era_s10.sweep import main; main()' ...`"
-    p = argparse.ArgumentParser(prog='era-s10 sweep', description='ablations and seed studies of era-s10 train, on Optuna')
+    p = argparse.ArgumentParser(prog='era-s10 sweep', description='ablations and seed studies of era-s10 train')
     sweep_options(p)
     a = p.parse_args(argv)
     try: rc = sweep_main(a)

@@ -38,8 +38,9 @@ def sweep_rows(trials, # the study's trials (`FrozenTrial`s)
 
 # %% ../nbs/23_sweep_report.ipynb #sweep-report-006
 def write_results(rows:list, keys:list, f:Path):
-    "`results.csv`: the columns trial, seed, each grid key, the results, run_dir and state (and error, where one failed)"
-    cols = ['trial', 'seed', *keys, *RESULT_KEYS, 'run_dir', 'state'] + (['error'] if any('error' in r for r in rows) else [])
+    "`results.csv`: the columns trial, seed, each grid key, the results, run_dir, state (and error, where one failed)"
+    cols = ['trial', 'seed', *keys, *RESULT_KEYS, 'run_dir', 'state']
+    if any('error' in r for r in rows): cols.append('error')
     with open(f, 'w', newline='') as fh:
         w = csv.DictWriter(fh, cols, restval='')
         w.writeheader(); w.writerows(rows)
@@ -68,7 +69,7 @@ def setting_stats(rows:list, keys:list, baseline:dict)->list:
         acc, tta = by(s, 'valid_accuracy'), by(s, 'valid_accuracy_tta')
         d = [acc[k] - base[k] for k in acc if k in base]
         m, sd = _ms(d)
-        res.append(dict(setting=dict(zip(keys, s)), n=len(acc), acc=_ms(list(acc.values())), tta=_ms(list(tta.values())),
+        res.append(dict(setting=dict(zip(keys, s)), n=len(acc), acc=_ms([*acc.values()]), tta=_ms([*tta.values()]),
                         diff=m, diff_se=sd/math.sqrt(len(d)) if d else math.nan, pairs=len(d)))
     return res
 
