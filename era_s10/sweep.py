@@ -169,7 +169,7 @@ def _train_trial(cfg:RunConfig, # the trial's settings
     import inspect
     from era_s10.train import train_run
     if resume:
-        s = train_run(resume=run_dir, quiet=True, **{k: getattr(cfg, k) for k in LOCAL if k != 'data'}) # the resumable ones
+        s = train_run(resume=run_dir, quiet=True, **{k: getattr(cfg, k) for k in LOCAL if k != 'data'})
     else:
         params = inspect.signature(train_run).parameters
         s = train_run(out=run_dir, quiet=True, **{k: v for k, v in asdict(cfg).items() if k in params})
