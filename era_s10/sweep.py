@@ -346,7 +346,8 @@ def _watch(spec:dict, study, procs:list, poll_s:float=2.):
 
 def sweep_main(a:argparse.Namespace)->int:
     "`era-s10 sweep`: run the sweep's unfinished trials; the exit status"
-    if not _has('optuna'): raise UserError("era-s10 sweep needs Optuna: pip install 'era_s10[sweep]'")
+    try: import optuna
+    except ImportError: raise UserError("era-s10 sweep needs Optuna: pip install 'era_s10[sweep]'") from None
     if a.worker: return _work_process(a)
     spec = sweep_spec(a)
     Path(spec['out']).mkdir(parents=True, exist_ok=True)
