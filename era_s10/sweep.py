@@ -7,7 +7,7 @@ Docs: https://era-s10.github.io/era_s10/sweep.html.md"""
 
 # %% ../nbs/22_sweep.ipynb #sweep-002
 from __future__ import annotations
-import argparse, itertools, json, os, shutil, signal, subprocess, sys, threading, time
+import argparse, itertools, json, os, shutil, signal, subprocess, sys, threading, time, warnings
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from functools import partial
@@ -105,11 +105,14 @@ def open_storage(url:str, # an SQLAlchemy URL (`postgresql://...`, `sqlite:///..
     "The Optuna storage of `url`"
     from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.storages.journal import JournalFileBackend
+    from optuna.exceptions import ExperimentalWarning
     if '://' not in url: return JournalStorage(JournalFileBackend(str(url)))
     # the `sweep` extra installs psycopg 3; SQLAlchemy's plain postgresql:// means psycopg2
     if url.startswith('postgresql://') and not _has('psycopg2'): url = 'postgresql+psycopg' + url[len('postgresql'):]
-    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
-                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+    with warnings.catch_warnings(): # the heartbeat is marked experimental: a user can do nothing about the warning
+        warnings.simplefilter('ignore', ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=HEARTBEAT_S,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
 
 # %% ../nbs/22_sweep.ipynb #sweep-012
 def open_study(spec:dict, # the sweep, from `sweep_spec`
@@ -323,13 +326,15 @@ def _workers(a, spec)->tuple:
     if n < 1: raise UserError(f"--workers {n}: pass 1 or more")
     return n, gpus if n > 1 or a.gpus else []
 
-def _report(spec:dict, study, last:list=[None]):
+_LAST_LINE = {} # the progress line printed last, by sweep folder
+
+def _report(spec:dict, study):
     "Write the results and print the progress line when it changed"
     from era_s10.sweep_report import write_report, progress_line
     trials = study.get_trials(False)
     write_report(trials, spec)
     line = progress_line(trials, len(spec['points']))
-    if line != last[0]: print(line, flush=True); last[0] = line
+    if line != _LAST_LINE.get(spec['out']): print(line, flush=True); _LAST_LINE[spec['out']] = line
 
 # %% ../nbs/22_sweep.ipynb #sweep-025
 def _work_process(a)->int:

@@ -93,6 +93,16 @@ def test_two_workers(tiny_data, tmp_path):
     assert sorted(p.name for p in (out/'workers').iterdir()) == ['0.log', '1.log']
 
 
+def test_failing_trial_is_a_fail_row(tiny_data, tmp_path):
+    "A batch size larger than the training set fails its trial; the other trial goes on"
+    r = sweep('--data', tiny_data, '--out', tmp_path/'s', '--grid', 'bs=4096,16', '--seeds', '0', *TRAIN[:2], *TRAIN[4:])
+    assert r.returncode == 0, r.stderr
+    bad, good = rows(tmp_path/'s')
+    assert (bad['state'], good['state']) == ('FAIL', 'COMPLETE') and list(bad)[-1] == 'error'
+    assert 'pass a smaller --bs' in bad['error'] and '\n' not in bad['error']
+    assert 'sweep: 1/2 done, 0 running, 1 failed' in r.stdout
+
+
 def test_bad_grid_key_is_one_line(tiny_data, tmp_path):
     for bad, word in (('wdd=0.5,1', "'wdd'"), ('wd=0.5,-1', 'wd=-1'), ('seed=1,2', '--seeds')):
         r = sweep('--data', tiny_data, '--out', tmp_path/'s', '--grid', bad, *TRAIN)
@@ -127,19 +137,20 @@ def _pg_user()->list:
 @pytest.fixture(scope='module')
 def postgres():
     "The URL of a database in a fresh PostgreSQL server on 127.0.0.1, stopped at the end"
-    bins = sorted(Path('/usr/lib/postgresql').glob('*/bin'))
+    # Debian keeps initdb and pg_ctl off the PATH, in /usr/lib/postgresql/VERSION/bin
+    found = shutil.which('pg_ctl')
+    bins = [Path(found).parent] if found and (Path(found).parent/'initdb').exists() else sorted(Path('/usr/lib/postgresql').glob('*/bin'), key=lambda p: int(p.parent.name))
     if not bins: pytest.skip('PostgreSQL is not installed (Debian: apt-get install postgresql)')
     pre, d, port = _pg_user(), Path(tempfile.mkdtemp(prefix='era_s10_pg_')), _free_port()
     if pre: shutil.chown(d, 'postgres')
     run = lambda *a: subprocess.run([*pre, *map(str, a)], capture_output=True, text=True, timeout=120)
     steps = [(bins[-1]/'initdb', '-D', d/'data', '-U', 'sweep', '--auth=trust'),
-             (bins[-1]/'pg_ctl', '-D', d/'data', '-l', d/'log', '-w', '-o', f'-p {port} -k {d} -h 127.0.0.1', 'start'),
-             (bins[-1]/'createdb', '-h', '127.0.0.1', '-p', port, '-U', 'sweep', 'sweep')]
+             (bins[-1]/'pg_ctl', '-D', d/'data', '-l', d/'log', '-w', '-o', f'-p {port} -k {d} -h 127.0.0.1', 'start')]
     for s in steps:
         r = run(*s)
         if r.returncode: shutil.rmtree(d, ignore_errors=True); pytest.skip(f'the PostgreSQL server did not start: {s[0].name}: '
                                                                         f'{(r.stderr or r.stdout).strip()[-300:]}')
-    yield f'postgresql://sweep@127.0.0.1:{port}/sweep'
+    yield f'postgresql://sweep@127.0.0.1:{port}/postgres' # the database initdb makes
     run(bins[-1]/'pg_ctl', '-D', d/'data', '-m', 'fast', 'stop'); shutil.rmtree(d, ignore_errors=True)
 
 
