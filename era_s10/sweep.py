@@ -14,12 +14,13 @@ from functools import partial
 from pathlib import Path
 from .core import UserError
 from .config import RunConfig, config_options, given_settings, _parse, _types
+from .sweep_report import RESULT_KEYS
 
 # %% auto #0
-__all__ = ['HEARTBEAT_S', 'LOCAL', 'RESULT_KEYS', 'setting_value', 'setting_name', 'parse_grid', 'parse_seeds', 'parse_baseline',
-           'grid_points', 'point_label', 'trial_config', 'open_storage', 'open_study', 'one_line', 'queue_unfinished',
-           'fail_stale', 'trial_results', 'run_trial', 'objective', 'interrupting', 'work', 'start_workers', 'stop',
-           'sweep_options', 'sweep_spec', 'sweep_main', 'main']
+__all__ = ['HEARTBEAT_S', 'LOCAL', 'setting_value', 'setting_name', 'parse_grid', 'parse_seeds', 'parse_baseline', 'grid_points',
+           'point_label', 'trial_config', 'open_storage', 'open_study', 'one_line', 'queue_unfinished', 'fail_stale',
+           'trial_results', 'run_trial', 'objective', 'interrupting', 'work', 'start_workers', 'stop', 'sweep_options',
+           'sweep_spec', 'sweep_main', 'main']
 
 # %% ../nbs/22_sweep.ipynb #sweep-005
 _BOOLS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
@@ -156,13 +157,9 @@ def fail_stale(study, why:str='its worker stopped'):
         study._storage.set_trial_state_values(t._trial_id, S.FAIL)
 
 # %% ../nbs/22_sweep.ipynb #sweep-015
-RESULT_KEYS = ('valid_accuracy', 'valid_accuracy_tta', 'epochs_seconds', 'lr_min', 'lr_max')
-
 def trial_results(s:dict)->dict:
     "The results a trial keeps, from a run's summary (`train_run`'s value or `summary.json`)"
-    st = s.get('settings', {})
-    return dict(valid_accuracy=s['valid_accuracy'], valid_accuracy_tta=s.get('valid_accuracy_tta'),
-                epochs_seconds=s.get('epochs_seconds'), lr_min=st.get('lr_min'), lr_max=st.get('lr_max'))
+    return {k: s.get('settings', {}).get(k) if k.startswith('lr_') else s.get(k) for k in RESULT_KEYS}
 
 def _train_trial(cfg:RunConfig, # the trial's settings
                  run_dir:Path, # its run folder
