@@ -1,4 +1,4 @@
-"""Unpacking a CIFAR-10 archive safely: every member checked from its headers, sizes limited, nothing half-done left.
+"""Unpacking a CIFAR-10 archive safely: each member checked from its header, sizes limited.
 
 Docs: https://era-s10.github.io/era_s10/archives.html.md"""
 

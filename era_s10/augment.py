@@ -1,4 +1,4 @@
-"""The training augmentation, run on the whole batch on the loader's device: a padded random crop, a flip and Cutout.
+"""Training augmentation on whole batches on the device: padded random crop, flip and Cutout.
 
 Docs: https://era-s10.github.io/era_s10/augment.html.md"""
 

@@ -1,5 +1,4 @@
-"""CIFAR-10's cached arrays served by a fastai `DataBlock` whose loader builds each batch with one gather and augments
-it on the device.
+"""The loader: CIFAR-10's cached arrays in a fastai `DataBlock`, one gather per batch, augmented on the device.
 
 Docs: https://era-s10.github.io/era_s10/data.html.md"""
 

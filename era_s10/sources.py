@@ -1,5 +1,4 @@
-"""Finding CIFAR-10 (fastai's download, a folder, an archive or torchvision's batch files) and decoding it once into a
-uint8 cache.
+"""Finding CIFAR-10 (download, folder, archive or batch files) and decoding it once into a cache.
 
 Docs: https://era-s10.github.io/era_s10/sources.html.md"""
 
