@@ -5,7 +5,7 @@ import errno, gzip, io, os, tarfile, time
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image
-import era_s10.data as D
+import era_s10.archives as A, era_s10.sources as S
 from era_s10.data import cifar10_arrays, UserError, CIFAR10_CLASSES
 from era_s10.cli import main
 
@@ -44,7 +44,7 @@ def test_tar_bomb_refused(cli, user_error, tmp_path):
     m = tarfile.TarInfo('cifar10/train/cat/0000.png'); m.size = 3*10**9 # the same header as in the bomb
     cut.write_bytes(bomb.read_bytes()[:len(gzip.compress(m.tobuf())) + 2*len(gzip.compress(bytes(10**7)))])
     t1 = time.perf_counter()
-    with pytest.raises(UserError, match="has a member of 3,000,000,000 bytes"): D.check_archive(cut)
+    with pytest.raises(UserError, match="has a member of 3,000,000,000 bytes"): A.check_archive(cut)
     print(f'\nbomb made in {t_make:.2f} s ({bomb.stat().st_size:,} bytes); refused in {time.perf_counter()-t1:.3f} s by check_archive, '
           f'in {dt:.1f} s by the whole command (start-up included): {line}')
     assert sorted(o.name for o in tmp_path.iterdir()) == ['bomb.tgz', 'cut', 'fastai_home'] # no run folder either
@@ -70,31 +70,31 @@ def good(folder, tmp_path):
 
 def test_limits_name_member_and_limit(tmp_path, fastai_home, monkeypatch):
     Image.new('RGB', (32,32)).save(tmp_path/'x.png'); img = (tmp_path/'x.png').read_bytes()
-    big = bytes(D.MAX_MEMBER_BYTES + 1)
+    big = bytes(A.MAX_MEMBER_BYTES + 1)
     arc = _archive(tmp_path/'a.tgz', [('cifar10/train/cat/big.png', big)])
     with pytest.raises(UserError, match=r"a member of 1,048,577 bytes \('cifar10/train/cat/big.png'\), over the 1 MiB limit"): cifar10_arrays(arc)
     # torchvision's batch files may be larger: 10,000 images are about 31 MB
     arc = _archive(tmp_path/'b.tgz', [('cifar-10-batches-py/data_batch_1', big)])
     with pytest.raises(UserError, match='data_batch_1 is not a CIFAR-10 batch file'): cifar10_arrays(arc) # past the size check
-    arc = _archive(tmp_path/'c.tgz', [('cifar-10-batches-py/data_batch_1', bytes(D.MAX_BATCH_BYTES + 1))])
+    arc = _archive(tmp_path/'c.tgz', [('cifar-10-batches-py/data_batch_1', bytes(A.MAX_BATCH_BYTES + 1))])
     with pytest.raises(UserError, match=r"\('cifar-10-batches-py/data_batch_1'\), over the 64 MiB limit"): cifar10_arrays(arc)
     # the total and the member count: lowered here, so that a small archive reaches them
     files = [(f'cifar10/train/{c}/{i}.png', img) for c in CIFAR10_CLASSES for i in range(3)]
     arc = _archive(tmp_path/'d.tgz', files)
-    monkeypatch.setattr(D, 'MAX_TOTAL_BYTES', 10*len(img))
+    monkeypatch.setattr(A, 'MAX_TOTAL_BYTES', 10*len(img))
     with pytest.raises(UserError, match=r"unpacks to more than 820 bytes \(at 'cifar10/train/cat/1.png'\), the limit for CIFAR-10"): cifar10_arrays(arc)
-    monkeypatch.setattr(D, 'MAX_TOTAL_BYTES', 2**31); monkeypatch.setattr(D, 'MAX_MEMBERS', 20)
+    monkeypatch.setattr(A, 'MAX_TOTAL_BYTES', 2**31); monkeypatch.setattr(A, 'MAX_MEMBERS', 20)
     with pytest.raises(UserError, match=r"more than 20 members \(at 'cifar10/train/frog/2.png'\)"): cifar10_arrays(arc)
     assert unpacked(fastai_home) == []
-    monkeypatch.setattr(D, 'MAX_MEMBERS', 30)
+    monkeypatch.setattr(A, 'MAX_MEMBERS', 30)
     assert len(cifar10_arrays(arc)['train'][1]) == 30 # at the limit: fine
 
 
 def test_bytes_written_are_counted_too(good, fastai_home, monkeypatch):
     "Should a header understate its member, the bytes really written still stop the extraction"
     arc, _ = good
-    monkeypatch.setattr(D, 'check_archive', lambda a: []) # as if every header passed
-    monkeypatch.setattr(D, 'MAX_TOTAL_BYTES', 10_000)
+    monkeypatch.setattr(A, 'check_archive', lambda a: []) # as if every header passed
+    monkeypatch.setattr(A, 'MAX_TOTAL_BYTES', 10_000)
     with pytest.raises(UserError, match='unpacked to more than'): cifar10_arrays(arc)
     assert unpacked(fastai_home) == []
 
@@ -107,7 +107,7 @@ def test_failed_extraction_leaves_nothing(good, fastai_home, monkeypatch, fault)
         calls.append(a)
         if len(calls) == 5: raise KeyboardInterrupt if fault != 'disk full' else OSError(errno.ENOSPC, 'No space left on device')
         return orig(*a)
-    if fault == 'interrupted while decoding': orig = D.read_image; monkeypatch.setattr(D, 'read_image', boom)
+    if fault == 'interrupted while decoding': orig = S.read_image; monkeypatch.setattr(S, 'read_image', boom)
     else: orig = tarfile.TarFile.makefile; monkeypatch.setattr(tarfile.TarFile, 'makefile', lambda self, *a: boom(self, *a))
     if fault == 'disk full':
         with pytest.raises(UserError, match=r'cannot unpack archive .*\(\[Errno 28\] No space left on device\): check the archive and the free disk space'):
@@ -190,8 +190,8 @@ def test_old_cache_in_archive_skipped(folder, tmp_path, fastai_home):
     "A tar of a folder that was used before holds our cache, whose arrays can be over the 1 MiB limit: it is left out"
     src = folder(n_per_class=1)
     x, y = cifar10_arrays(src)['train']
-    (src/'.era_s10_cache'/'train_x.npy').write_bytes(bytes(2*D.MAX_MEMBER_BYTES)) # as large as a real cache
+    (src/'.era_s10_cache'/'train_x.npy').write_bytes(bytes(2*A.MAX_MEMBER_BYTES)) # as large as a real cache
     with tarfile.open(tmp_path/'c.tgz', 'w:gz') as tf: tf.add(src, arcname='cifar10')
     got = cifar10_arrays(tmp_path/'c.tgz')
     np.testing.assert_array_equal(got['train'][0], x)
-    assert (got['root']/'.era_s10_cache'/'train_x.npy').stat().st_size < D.MAX_MEMBER_BYTES # rebuilt, not unpacked
+    assert (got['root']/'.era_s10_cache'/'train_x.npy').stat().st_size < A.MAX_MEMBER_BYTES # rebuilt, not unpacked

@@ -4,7 +4,7 @@ import io, json, os, shutil, tarfile
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
-import era_s10.data
+import era_s10.data, era_s10.sources
 from era_s10.cli import main
 
 TINY = ['--epochs', 1, '--bs', 8, '--lr-min', 1e-4, '--lr-max', 1e-3, '--no-plots', '--device', 'cpu']
@@ -98,7 +98,7 @@ def test_corrupt_archive(cli, user_error, tmp_path):
 
 def test_offline_download_names_data(monkeypatch, capsys, fastai_home):
     def offline(*a, **k): raise ConnectionError('Temporary failure in name resolution')
-    monkeypatch.setattr(era_s10.data, 'untar_data', offline)
+    monkeypatch.setattr(era_s10.sources, 'untar_data', offline)
     with pytest.raises(SystemExit) as e: main(['train', '--epochs', '1'])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -3,7 +3,7 @@ import os, pickle, tarfile, time, warnings
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
-import era_s10.data as D
+import era_s10.sources as S
 from era_s10.data import (cifar10_arrays, cifar10_dls, read_image, UserError, UnreadableImagesWarning, CIFAR10_CLASSES)
 
 
@@ -54,7 +54,7 @@ def test_cache_used_then_rebuilt(folder, monkeypatch):
     t0 = time.perf_counter(); x0, y0 = cifar10_arrays(src)['train']; t_first = time.perf_counter()-t0
     # second load: from the cache, without decoding a single image
     with monkeypatch.context() as m:
-        m.setattr(D, 'read_image', lambda f: pytest.fail(f'decoded {f} although the cache is valid'))
+        m.setattr(S, 'read_image', lambda f: pytest.fail(f'decoded {f} although the cache is valid'))
         t0 = time.perf_counter(); x1, y1 = cifar10_arrays(src)['train']; t_second = time.perf_counter()-t0
     np.testing.assert_array_equal(x1, x0); np.testing.assert_array_equal(y1, y0)
     assert t_second < 1, t_second
