@@ -14,8 +14,8 @@ from .core import UserError, DEVICES, PRECISIONS, resolve_compile
 
 # %% auto #0
 __all__ = ['RECIPES', 'OPTIMIZERS', 'ANNEALS', 'at_least', 'positive', 'non_negative', 'fraction', 'open_unit', 'above_one',
-           'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'as_config', 'run_lrs', 'config_options',
-           'given_settings']
+           'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'resumable', 'as_config', 'run_lrs',
+           'config_options', 'given_settings']
 
 # %% ../nbs/01_config.ipynb #config-005
 def _num(v)->str: return f'{v:g}' if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
@@ -159,6 +159,11 @@ def validate(self:RunConfig):
     resolve_compile(self.compile, 'cpu')
     if self.device not in DEVICES and not self.device.startswith('cuda:'):
         raise UserError(f"unknown device {self.device!r}: use --device auto, cuda or cpu")
+
+# %% ../nbs/01_config.ipynb #config-014b
+def resumable(name:str)->bool:
+    "Whether `era-s10 train --resume` may change the setting `name`: where and how the run runs, not what it trains"
+    return RunConfig.__dataclass_fields__[name].metadata['resumable']
 
 # %% ../nbs/01_config.ipynb #config-017
 @patch(cls_method=True)
