@@ -23,6 +23,7 @@ from .monitor import *
 from .report import *
 from .runs import run_dls, run_learner
 from .report import _save
+from . import runs as _runs, monitor as _monitor, report as _report
 
 # %% auto #0
 __all__ = ['SPLIT_SEED', 'get_preds_tta', 'RunComplete', 'seed_run', 'setup_run', 'lr_range_test', 'warm_compiled', 'fit_run',
@@ -192,7 +193,10 @@ def train_run(cfg:RunConfig=None, # the run's settings (or its data source, as b
     except KeyboardInterrupt as e:
         e.run_dir = learn.run_folder.path; raise
 
-# %% ../nbs/16_train.ipynb #train-025
+# %% ../nbs/16_train.ipynb #train-015
+__all__ += [*_runs.__all__, *_monitor.__all__, *_report.__all__] # `from era_s10.train import *` keeps the moved names
+
+# %% ../nbs/16_train.ipynb #train-026
 _ACCURACIES = ('valid_accuracy', 'valid_accuracy_tta', 'test_accuracy', 'test_accuracy_tta')
 
 def _spread(v:list)->dict:
