@@ -92,7 +92,7 @@ class RunConfig:
     lr_min: float|None = setting(None, positive)
     # LRMAX, the peak LR (default: from the LR finder)
     lr_max: float|None = setting(None, positive)
-    # LRMIN = LRMAX/DIV, LRMAX from the LR finder (default: LRMIN = min(valley, LRMAX/10))
+    # LRMIN = LRMAX/DIV, LRMAX from the LR finder (default: LRMIN = min(valley, LRMAX/10); seed: 100)
     lr_div: float|None = setting(None, above_one(_div_hint), metavar='DIV')
     # iterations of the LR range test
     lr_find_its: int = setting(100, at_least(1))
@@ -192,9 +192,9 @@ def as_config(cfg=None, # a `RunConfig`, or the data source (the first argument 
              )->RunConfig:
     "The `RunConfig` that `cfg` and `kwargs` describe"
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if isinstance(cfg, RunConfig): return cfg.replace(**kwargs)
-    if cfg is not None: kwargs['data'] = str(cfg)
-    return RunConfig.preset(**kwargs)
+    if cfg is not None and not isinstance(cfg, RunConfig): kwargs['data'], cfg = cfg, None
+    if 'data' in kwargs: kwargs['data'] = str(kwargs['data']) # a `Path` from Python; `config.json` keeps text
+    return cfg.replace(**kwargs) if cfg is not None else RunConfig.preset(**kwargs)
 
 # %% ../nbs/01_config.ipynb #config-020
 @patch
