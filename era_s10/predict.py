@@ -98,5 +98,6 @@ def export_onnx(run_dir, # a finished run folder (`model.pth`)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore') # the exporter's notes on its own internals
         torch.onnx.export(model, (torch.zeros(2,3,32,32),), f, input_names=['image'], output_names=['logits'],
-                          dynamo=True, dynamic_shapes=({0: torch.export.Dim('batch')},), external_data=False, verbose=False)
+                          dynamo=True, dynamic_shapes=({0: torch.export.Dim('batch')},), external_data=False,
+                          verbose=False)
     return f

@@ -7,6 +7,7 @@ Docs: https://era-s10.github.io/era_s10/train.html.md"""
 # %% ../nbs/16_train.ipynb #train-002
 from __future__ import annotations
 import json, random, sys, time
+from dataclasses import fields
 from pathlib import Path
 import numpy as np, torch
 import matplotlib
@@ -70,7 +71,10 @@ def _open_resumed(resume, kwargs)->tuple:
     cfg, done = rf.read_config(), rf.epochs_done()
     if done >= cfg.epochs and rf.is_complete():
         raise RunComplete(f"run {rf.path} is complete ({done} of {cfg.epochs} epochs): its results are in {rf.summary}")
-    return rf, cfg.replace(**{k: v for k, v in kwargs.items() if v is not None and resumable(k)}), rf.read_lrs()
+    # where and how the run runs are this call's, as for a new run; what it trains is the folder's
+    here = {f.name: f.default for f in fields(RunConfig) if resumable(f.name)}
+    here.update({k: v for k, v in kwargs.items() if v is not None and resumable(k)})
+    return rf, cfg.replace(**here), rf.read_lrs()
 
 # %% ../nbs/16_train.ipynb #train-010
 def _train_learner(cfg:RunConfig, dls, rf:RunFolder, quiet:bool)->Learner:
