@@ -85,12 +85,12 @@ def _timing(learn:Learner, metrics:list, proc:dict, old:dict)->dict:
                 epochs_this_process=proc.get('epochs_this_process'))
 
 # %% ../nbs/17_report.ipynb #report-009
-def run_summary(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn.lrs` and `learn.run_folder`
+def run_summary(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn.run_lrs` and `learn.run_folder`
                 process:dict=None, # facts of the training process (`seconds`, `compile`, ...); default: the old ones
                )->dict:
     "The run's summary, from its folder's files and the trained `learn`"
     from era_s10.train import get_preds_tta # imported here: `era_s10.train` imports this module
-    rf, dls, lrs = learn.run_folder, learn.dls, learn.lrs
+    rf, dls, lrs = learn.run_folder, learn.dls, learn.run_lrs
     old = rf.read_summary()
     proc = process if process is not None else {k: old.get(k) for k in _PROCESS}
     with learn.no_bar(), learn.no_logging():
@@ -108,14 +108,14 @@ def run_summary(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn
     return {**s, **_timing(learn, rf.read_metrics(), proc, old)}
 
 # %% ../nbs/17_report.ipynb #report-010
-def plot_run(learn:Learner, # the trained `Learner`, with `learn.lrs` and `learn.run_folder`
+def plot_run(learn:Learner, # the trained `Learner`, with `learn.run_lrs` and `learn.run_folder`
             ):
     "Write the run's PNGs: samples, a batch, the LR range test, the schedule, the learning curves and the errors"
     rf, dls = learn.run_folder, learn.dls
     _save(show_samples(dls.train.xs.cpu().numpy(), dls.train.ys.cpu().numpy(), n=10), rf.path/'samples.png')
     dls.show_batch(max_n=16, figsize=(8,8)); _save(None, rf.path/'augmented.png')
     curve, sched, metrics = rf.read_lr_find(), rf.read_schedule(), rf.read_metrics()
-    if curve: _save(plot_lr_curve(*curve, learn.lrs['lr_min'], learn.lrs['lr_max']), rf.path/'lr_find.png')
+    if curve: _save(plot_lr_curve(*curve, learn.run_lrs['lr_min'], learn.run_lrs['lr_max']), rf.path/'lr_find.png')
     if sched: _save(plot_schedule(*sched), rf.path/'schedule.png')
     if metrics: _save(plot_learning_curves(metrics), rf.path/'learning_curves.png')
     with learn.no_bar(): interp = ClassificationInterpretation.from_learner(learn)
@@ -123,7 +123,7 @@ def plot_run(learn:Learner, # the trained `Learner`, with `learn.lrs` and `learn
     _save(None, rf.path/'misclassified.png')
     interp.plot_confusion_matrix(figsize=(7,7)); _save(None, rf.path/'confusion_matrix.png')
 
-def report_run(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn.lrs` and `learn.run_folder`
+def report_run(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn.run_lrs` and `learn.run_folder`
                process:dict=None, # facts of the training process; default: the old summary's
                plots:bool=True, # write the PNGs
               )->dict:
@@ -144,5 +144,5 @@ def report(run_dir, # a run folder with `model.pth` and `config.json`
     cfg, dev = rf.read_config(), resolve_device(device)
     learn = run_learner(cfg, run_dls(cfg, dev), rf.path, model=load_run(rf.path)[0],
                         precision=eval_precision(cfg.precision, dev))
-    learn.cfg, learn.lrs, learn.run_folder = cfg, rf.read_lrs(), rf
+    learn.cfg, learn.run_lrs, learn.run_folder = cfg, rf.read_lrs(), rf
     return report_run(learn, plots=plots)

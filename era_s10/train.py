@@ -16,7 +16,7 @@ from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
 from fastai.callback.channelslast import ChannelsLast
 from fastai.torch_core import set_seed
-from .core import UserError, resolve_device, autocast_for
+from .core import UserError, resolve_device, autocast_for, resolve_compile
 from .config import RunConfig, as_config, resumable
 from .learner import find_lrs, fit_one_cycle_s10, NaNGuard, EpochCheckpoint, load_checkpoint, TrainingDiverged
 from .runs import *
@@ -80,7 +80,8 @@ def _open_resumed(resume, kwargs)->tuple:
 def _train_learner(cfg:RunConfig, dls, rf:RunFolder, quiet:bool)->Learner:
     "The run's `Learner` with its timer, NaN guard and signal handling, and the epoch times as metrics"
     timer = EpochTimer()
-    learn = run_learner(cfg, dls, rf.path, cbs=[timer, NaNGuard(), StopOnSignal()], compile=cfg.compile)
+    cbs = [timer, NaNGuard(), StopOnSignal()]
+    learn = run_learner(cfg, dls, rf.path, cbs=cbs, compile=resolve_compile(cfg.compile, dls.device))
     learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds'),
                      ValueMetric(lambda: timer.epoch_train_s, 'train_seconds')]
     if quiet and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
@@ -101,14 +102,14 @@ def setup_run(cfg:RunConfig=None, # the run's settings (or its data source, as b
         raise UserError(f"--bs {cfg.bs} is larger than the {len(dls.train_ds)} training images: pass a smaller --bs")
     rf = rf or RunFolder(new_run_dir(out))
     learn = _train_learner(cfg, dls, rf, quiet)
-    learn.cfg, learn.lrs, learn.run_folder = cfg.replace(precision=learn.precision), lrs, rf
+    learn.cfg, learn.run_lrs, learn.run_folder = cfg.replace(precision=learn.precision), lrs, rf
     if resume is None: rf.write_config(learn.cfg)
     learn.process = dict(compile=learn.compile_mode, start=time.perf_counter()) # facts of this process, for the summary
     return learn
 
 # %% ../nbs/16_train.ipynb #train-011
 def lr_range_test(learn:Learner)->dict:
-    "Phase 2: LRMIN and LRMAX (from `learn.lr_find()` unless `learn.cfg` gives them) into `learn.lrs` and `config.json`"
+    "Phase 2: LRMIN and LRMAX, from `learn.lr_find()` unless `learn.cfg` gives them, into `learn.run_lrs` and config.json"
     cfg, rf = learn.cfg, learn.run_folder
     if cfg.lr_min is not None:
         lrs = dict(lr_min=cfg.lr_min, lr_max=cfg.lr_max, lr_source='given (--lr-min/--lr-max): LR finder skipped')
@@ -119,7 +120,7 @@ def lr_range_test(learn:Learner)->dict:
         lrs = dict(lr_min=lo, lr_max=hi, lr_source=f"lr_find ({its} iterations): LRMAX = minimum, LRMIN = {rule}",
                    lr_suggestions={k: float(v) for k,v in learn.lr_suggestions.items()})
         rf.write_lr_find(learn.recorder.lrs, learn.recorder.losses) # the curve, for the report's plot
-    learn.lrs = lrs
+    learn.run_lrs = lrs
     rf.write_config(cfg, lrs)
     return lrs
 
@@ -148,17 +149,17 @@ def warm_compiled(learn:Learner)->float:
 # %% ../nbs/16_train.ipynb #train-013
 def _fit_cbs(learn:Learner, start_epoch:int)->list:
     "The run's logs and checkpoint for this fit, after cutting `schedule.csv` back to `start_epoch`"
-    rf, lrs = learn.run_folder, learn.lrs
+    rf, lrs = learn.run_folder, learn.run_lrs
     if start_epoch == 0: rf.schedule.unlink(missing_ok=True)
     else: trim_schedule(rf.schedule, start_epoch*len(learn.dls.train))
     return [CSVLogger(rf.metrics.name, append=start_epoch > 0), ScheduleLog(rf.schedule),
             EpochCheckpoint(rf.path, extra=dict(lr_min=lrs['lr_min'], lr_max=lrs['lr_max']))]
 
-def fit_run(learn:Learner, # from `setup_run`, with `learn.lrs` from `lr_range_test` (or the resumed folder)
+def fit_run(learn:Learner, # from `setup_run`, with `learn.run_lrs` from `lr_range_test` (or the resumed folder)
             start_epoch:int=0, # after `load_checkpoint` on a resume
            )->Learner:
     "Phase 3: one cycle from `start_epoch` with the run's logs, then `model.pth` and `export.pkl`"
-    cfg, lrs, rf = learn.cfg, learn.lrs, learn.run_folder
+    cfg, lrs, rf = learn.cfg, learn.run_lrs, learn.run_folder
     cbs = _fit_cbs(learn, start_epoch)
     if start_epoch == 0: # the same draws whatever ran before (the LR finder)
         seed_run(cfg.seed, learn.dls.device); learn.dls.train.rng = random.Random(random.randint(0, 2**32-1))
