@@ -109,7 +109,7 @@ def setup_run(cfg:RunConfig=None, # the run's settings (or its data source, as b
 
 # %% ../nbs/16_train.ipynb #train-011
 def lr_range_test(learn:Learner)->dict:
-    "Phase 2: LRMIN and LRMAX, from `learn.lr_find()` unless `learn.cfg` gives them, into `learn.run_lrs` and config.json"
+    "Phase 2: LRMIN and LRMAX, from `learn.lr_find()` unless `learn.cfg` gives them, into `learn.run_lrs`, config.json"
     cfg, rf = learn.cfg, learn.run_folder
     if cfg.lr_min is not None:
         lrs = dict(lr_min=cfg.lr_min, lr_max=cfg.lr_max, lr_source='given (--lr-min/--lr-max): LR finder skipped')
