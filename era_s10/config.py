@@ -14,8 +14,8 @@ from .core import UserError, DEVICES, PRECISIONS, resolve_compile
 
 # %% auto #0
 __all__ = ['RECIPES', 'OPTIMIZERS', 'ANNEALS', 'at_least', 'positive', 'non_negative', 'fraction', 'open_unit', 'above_one',
-           'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'as_config', 'run_lrs', 'config_options',
-           'given_settings']
+           'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'resumable', 'as_config', 'run_lrs',
+           'config_options', 'given_settings']
 
 # %% ../nbs/01_config.ipynb #config-005
 def _num(v)->str: return f'{v:g}' if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
@@ -92,7 +92,7 @@ class RunConfig:
     lr_min: float|None = setting(None, positive)
     # LRMAX, the peak LR (default: from the LR finder)
     lr_max: float|None = setting(None, positive)
-    # LRMIN = LRMAX/DIV, LRMAX from the LR finder (default: LRMIN = min(valley, LRMAX/10))
+    # LRMIN = LRMAX/DIV, LRMAX from the LR finder (default: LRMIN = min(valley, LRMAX/10); seed: 100)
     lr_div: float|None = setting(None, above_one(_div_hint), metavar='DIV')
     # iterations of the LR range test
     lr_find_its: int = setting(100, at_least(1))
@@ -160,6 +160,11 @@ def validate(self:RunConfig):
     if self.device not in DEVICES and not self.device.startswith('cuda:'):
         raise UserError(f"unknown device {self.device!r}: use --device auto, cuda or cpu")
 
+# %% ../nbs/01_config.ipynb #config-014b
+def resumable(name:str)->bool:
+    "Whether `era-s10 train --resume` may change the setting `name`: where and how the run runs, not what it trains"
+    return RunConfig.__dataclass_fields__[name].metadata['resumable']
+
 # %% ../nbs/01_config.ipynb #config-017
 @patch(cls_method=True)
 def preset(cls:RunConfig, recipe:str='default', # a name of `RECIPES`
@@ -187,9 +192,9 @@ def as_config(cfg=None, # a `RunConfig`, or the data source (the first argument 
              )->RunConfig:
     "The `RunConfig` that `cfg` and `kwargs` describe"
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    if isinstance(cfg, RunConfig): return cfg.replace(**kwargs)
-    if cfg is not None: kwargs['data'] = str(cfg)
-    return RunConfig.preset(**kwargs)
+    if cfg is not None and not isinstance(cfg, RunConfig): kwargs['data'], cfg = cfg, None
+    if 'data' in kwargs: kwargs['data'] = str(kwargs['data']) # a `Path` from Python; `config.json` keeps text
+    return cfg.replace(**kwargs) if cfg is not None else RunConfig.preset(**kwargs)
 
 # %% ../nbs/01_config.ipynb #config-020
 @patch

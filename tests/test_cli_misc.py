@@ -120,3 +120,19 @@ def test_warnings_are_one_line(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err == ['era-s10: warning: 3 unreadable image file(s) in /d/train: a.png, b.png',
                    'era-s10: warning: something happened (RuntimeWarning from x.py:5)']
+
+
+def test_train_help_lists_every_setting():
+    "`era-s10 train --help` has one option per `RunConfig` field, with the field's comment and its default"
+    from dataclasses import fields
+    from fastcore.docments import docments
+    from era_s10.cli import make_parser, _Help
+    from era_s10.config import RunConfig, _default_text
+    sp = make_parser()._subparsers._group_actions[0].choices['train']
+    sp.formatter_class = lambda prog: _Help(prog, width=1000) # one line per option, so each help reads whole
+    h, docs = sp.format_help(), docments(RunConfig)
+    for f in fields(RunConfig):
+        opt = ('--no-' if f.default is True else '--') + f.name.replace('_', '-')
+        doc = docs[f.name] if '(default:' in docs[f.name] else f'{docs[f.name]} {_default_text(f.name)}'
+        assert f'{opt}' in h and ' '.join(doc.split()) in h, (f.name, doc)
+    assert '(default: 24)' in h and '(default: 0.5; seed: 0.0001)' in h and '(default: runs/run)' in h
