@@ -10,6 +10,7 @@ import platform
 import torch
 from fastai.learner import Learner
 from fastai.interpret import ClassificationInterpretation
+import fastai.vision.learner # registers `plot_top_losses` for images and categories
 import fastai
 from .core import UserError, CIFAR10_CLASSES, resolve_device, eval_precision, device_name
 from .model import n_params

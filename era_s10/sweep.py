@@ -9,7 +9,7 @@ Docs: https://era-s10.github.io/era_s10/sweep.html.md"""
 from __future__ import annotations
 import argparse, itertools, json, os, shutil, signal, subprocess, sys, threading, time, warnings
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from .core import UserError
@@ -166,13 +166,9 @@ def _train_trial(cfg:RunConfig, # the trial's settings
                  resume:bool, # continue from the folder's checkpoint
                 )->dict:
     "Train (or finish) the trial's run; its `trial_results`"
-    import inspect
-    from era_s10.train import train_run
-    if resume:
-        s = train_run(resume=run_dir, quiet=True, **{k: getattr(cfg, k) for k in LOCAL if k != 'data'})
-    else:
-        params = inspect.signature(train_run).parameters
-        s = train_run(out=run_dir, quiet=True, **{k: v for k, v in asdict(cfg).items() if k in params})
+    from era_s10.train import train_run # imported here: parsing and coordinating a sweep need no fastai
+    if resume: s = train_run(resume=run_dir, quiet=True, **{k: getattr(cfg, k) for k in LOCAL if k != 'data'})
+    else: s = train_run(cfg, out=run_dir, quiet=True)
     return trial_results(s)
 
 # %% ../nbs/22_sweep.ipynb #sweep-016
