@@ -1,4 +1,4 @@
-"""The `era-s10` commands: train, evaluate, predict, export, report and bench, with one-line errors for bad input.
+"""The `era-s10` commands: train, evaluate, predict, export, report, bench and sweep, with one-line errors for bad input.
 
 Docs: https://era-s10.github.io/era_s10/cli.html.md"""
 
@@ -13,6 +13,7 @@ from pathlib import Path
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 from .core import UserError, DEVICES, PRECISIONS, TORCH_COMPILE_MODES
 from .config import RunConfig, config_options, given_settings, resumable, flag
+from .sweep import sweep_options
 
 # %% auto #0
 __all__ = ['COMMANDS', 'make_parser', 'main']
@@ -39,10 +40,10 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     (file or sys.stderr).write(f"era-s10: warning: {msg}\n")
 
 class _Help(argparse.HelpFormatter):
-    "Each option's help ends with its default, unless the help already says what it is"
+    "Each option's help ends with its default, unless the help already says what it is or there is none"
     def _get_help_string(self, action):
         h = action.help or ''
-        if not action.option_strings or 'default' in h or action.default is argparse.SUPPRESS: return h
+        if not action.option_strings or 'default' in h or action.default in (None, argparse.SUPPRESS): return h
         return h + (' (default: off)' if action.default is False else ' (default: %(default)s)')
 
 # %% ../nbs/19_cli.ipynb #cli-007
@@ -176,6 +177,12 @@ def _bench(a):
     run_bench(data=a.data, out=a.out, quick=a.quick, compile_modes=modes, loaders=not a.no_loaders)
     if a.out: print(f"benchmark results written to {a.out}")
 
+# %% ../nbs/19_cli.ipynb #cli-011b
+def _sweep(a):
+    from era_s10.sweep import sweep_main
+    rc = sweep_main(a) # 0 done, 130 interrupted: the sweep has printed why
+    if rc: sys.exit(rc)
+
 # %% ../nbs/19_cli.ipynb #cli-013
 COMMANDS = {
     'train': ('run the experiment into a new run folder', _train_options, _train),
@@ -185,6 +192,7 @@ COMMANDS = {
                _export_options, _export),
     'report': ("rewrite a finished run's summary.json and plots from its folder", _report_options, _report),
     'bench': ('time the data pipeline and training steps on this machine', _bench_options, _bench),
+    'sweep': ('ablations and seed studies: a grid of train runs over seeds, on Optuna', sweep_options, _sweep),
 }
 
 def make_parser()->argparse.ArgumentParser:

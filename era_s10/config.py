@@ -13,9 +13,9 @@ from fastcore.docments import docments
 from .core import UserError, DEVICES, PRECISIONS, resolve_compile
 
 # %% auto #0
-__all__ = ['RECIPES', 'OPTIMIZERS', 'ANNEALS', 'at_least', 'positive', 'non_negative', 'fraction', 'open_unit', 'above_one',
-           'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'resumable', 'as_config', 'run_lrs',
-           'config_options', 'given_settings']
+__all__ = ['RECIPES', 'OPTIMIZERS', 'ANNEALS', 'LR_RULES', 'TTA_VIEWS', 'TTA_AVERAGES', 'at_least', 'positive', 'non_negative',
+           'fraction', 'open_unit', 'above_one', 'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'resumable',
+           'as_config', 'run_lrs', 'config_options', 'given_settings']
 
 # %% ../nbs/01_config.ipynb #config-005
 def _num(v)->str: return f'{v:g}' if isinstance(v, float) else repr(v) if isinstance(v, str) else str(v)
@@ -66,10 +66,21 @@ RECIPES = {
 }
 OPTIMIZERS = ('adamw', 'adam_l2')
 ANNEALS = ('cos', 'linear')
+LR_RULES = ('minimum', 'steep', 'valley', 'slide') # fastai's `lr_find` suggestions that may pick LRMAX
+
+def _mirrored(dy:int=0, dx:int=0, w:int=1)->list: return [(False, dy, dx, w), (True, dy, dx, w)]
+
+# a view is (flip, dy, dx, weight): see `era_s10.tta`
+TTA_VIEWS = {'none': [(False, 0, 0, 1)],
+             'flip': _mirrored(),
+             'flip-shift1': _mirrored(w=2) + _mirrored(-1, -1) + _mirrored(1, 1),
+             'flip-shift2': _mirrored(w=2) + _mirrored(-2, -2) + _mirrored(2, 2)}
+TTA_AVERAGES = ('probs', 'logits') # what the views' predictions are averaged as
 
 # %% ../nbs/01_config.ipynb #config-012
 _ls_hint = ': for example 0.2, or 0 for none'
 _div_hint = ': LRMIN = LRMAX/DIV, for example 100'
+_ema_hint = ': for example 0.99, or 0 for none'
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -96,6 +107,10 @@ class RunConfig:
     lr_div: float|None = setting(None, above_one(_div_hint), metavar='DIV')
     # iterations of the LR range test
     lr_find_its: int = setting(100, at_least(1))
+    # the LR finder's suggestion that gives LRMAX
+    lr_max_rule: str = setting('minimum', one_of(LR_RULES, 'LR rule'))
+    # LR range tests from the same weights; each suggestion is their median
+    lr_find_reps: int = setting(1, at_least(1))
     # seed of the training draws
     seed: int = setting(42)
     # the preset the other settings start from: default, or seed (the original notebook's)
@@ -106,8 +121,22 @@ class RunConfig:
     wd: float = setting(0.5, non_negative)
     # of the cross-entropy loss, 0 for none
     label_smoothing: float = setting(0.2, fraction(_ls_hint))
+    # divides the logits in the loss, CE(logits/T); predictions (the argmax) do not change
+    temperature: float = setting(1., positive)
     # shape of the one cycle's rise and fall: cos or linear
     anneal: str = setting('cos', one_of(ANNEALS, 'anneal'))
+    # momentum of every BatchNorm's running statistics
+    bn_momentum: float = setting(0.1, open_unit)
+    # eps of every BatchNorm
+    bn_eps: float = setting(1e-5, positive)
+    # decay per step of an EMA of the weights, which then are the final ones; 0 for none, for example 0.99
+    ema_decay: float = setting(0., fraction(_ema_hint))
+    # first epoch (from 0) whose steps update the EMA
+    ema_start: int = setting(0, at_least(0))
+    # the views TTA averages: none, flip, or flip with shifts of 1 or 2 pixels
+    tta: str = setting('flip', one_of(TTA_VIEWS, 'TTA view set'))
+    # what TTA averages: the views' probabilities or their logits
+    tta_avg: str = setting('probs', one_of(TTA_AVERAGES, 'TTA average'))
     # autocast: auto is bf16 where the device has it natively, else fp16 on CUDA and fp32 on the CPU
     precision: str = setting('auto', one_of(PRECISIONS, 'precision'))
     # where to run: auto is CUDA when there is a GPU, else the CPU

@@ -20,7 +20,7 @@ from .sweep_report import RESULT_KEYS
 __all__ = ['HEARTBEAT_S', 'LOCAL', 'setting_value', 'setting_name', 'parse_grid', 'parse_seeds', 'parse_baseline', 'grid_points',
            'point_label', 'trial_config', 'open_storage', 'open_study', 'one_line', 'queue_unfinished', 'fail_stale',
            'trial_results', 'run_trial', 'objective', 'interrupting', 'work', 'start_workers', 'stop', 'sweep_options',
-           'sweep_spec', 'sweep_main', 'main']
+           'sweep_spec', 'sweep_main']
 
 # %% ../nbs/22_sweep.ipynb #sweep-005
 _BOOLS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
@@ -237,7 +237,7 @@ def work(spec:dict, # the sweep
 
 # %% ../nbs/22_sweep.ipynb #sweep-020
 def _worker_cmd(out:Path, n:int|None)->list:
-    return [sys.executable, '-c', 'from era_s10.sweep import main; main()', '--worker', str(out),
+    return [sys.executable, '-m', 'era_s10.cli', 'sweep', '--worker', str(out),
             *(['--trials', str(n)] if n else [])]
 
 def _shares(n:int|None, workers:int)->list:
@@ -267,19 +267,21 @@ def stop(procs:list, wait_s:float=600):
 # %% ../nbs/22_sweep.ipynb #sweep-022
 def sweep_options(p:argparse.ArgumentParser):
     "Add the options of `era-s10 sweep` to `p`: the sweep's own, then every `era-s10 train` option"
-    p.add_argument('--out', help='the sweep folder: trials/, results.csv, summary.md, sweep.png and the study')
+    p.add_argument('--out', help='the sweep folder: trials/, results.csv, summary.md, sweep.png and the study '
+                                 '(no default: name it, or give --resume)')
     p.add_argument('--grid', action='append', metavar='KEY=V1,V2',
-                   help='an axis: a train setting and its values (repeatable)')
+                   help='an axis: a train setting and its values, repeatable (default: none, the seeds only)')
     p.add_argument('--seeds', default='0,1,2', help='the seeds of every setting (default: 0,1,2)')
     p.add_argument('--workers', type=int, help='worker processes on this machine (default: 1, or one per GPU)')
     p.add_argument('--gpus', help='GPUs the workers share, for example 0,1 (default: all)')
-    p.add_argument('--storage', help='the study\'s database: postgresql://... to share it between machines, '
+    p.add_argument('--storage', help='the study\'s database: postgresql://... to share it between machines '
                                      '(default: a journal file in --out)')
     p.add_argument('--study', default='sweep', help='the study\'s name in the storage (default: sweep)')
     p.add_argument('--trials', type=int, help='the most trials this command runs (default: all unfinished)')
     p.add_argument('--baseline', metavar='KEY=V,...', help='the setting the others are compared with (default: '
                                                            'the first value of each axis)')
-    p.add_argument('--resume', metavar='DIR', help='finish the sweep in DIR, as its sweep.json describes it')
+    p.add_argument('--resume', metavar='DIR',
+                   help='finish the sweep in DIR, as its sweep.json describes it (default: a new sweep in --out)')
     p.add_argument('--worker', help=argparse.SUPPRESS) # a worker process of the sweep in this folder
     config_options(p, skip=('seed',))
 
@@ -366,13 +368,3 @@ def sweep_main(a:argparse.Namespace)->int:
     _report(spec, study)
     print((Path(spec['out'])/'summary.md').read_text())
     return 0
-
-# %% ../nbs/22_sweep.ipynb #sweep-026
-def main(argv=None):
-    "`era-s10 sweep` on its own: `python -c 'from era_s10.sweep import main; main()' ...`"
-    p = argparse.ArgumentParser(prog='era-s10 sweep', description='ablations and seed studies of era-s10 train')
-    sweep_options(p)
-    a = p.parse_args(argv)
-    try: rc = sweep_main(a)
-    except UserError as e: print(f"era-s10: error: {' '.join(str(e).split())}", file=sys.stderr); rc = 2
-    sys.exit(rc)

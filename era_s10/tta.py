@@ -13,19 +13,10 @@ from fastai.learner import Learner
 from fastcore.basics import getcallable, noop, store_attr
 from fastcore.foundation import L
 import torch, torch.nn.functional as F
-from .core import UserError
+from .config import TTA_VIEWS, TTA_AVERAGES, check_setting
 
 # %% auto #0
-__all__ = ['TTA_VIEWS', 'TTA_AVERAGES', 'shift_images', 'TTAView', 'get_preds_tta']
-
-# %% ../nbs/13_tta.ipynb #tta-005
-def _mirrored(dy:int=0, dx:int=0, w:int=1)->list: return [(False, dy, dx, w), (True, dy, dx, w)]
-
-TTA_VIEWS = {'none': [(False, 0, 0, 1)],
-             'flip': _mirrored(),
-             'flip-shift1': _mirrored(w=2) + _mirrored(-1, -1) + _mirrored(1, 1),
-             'flip-shift2': _mirrored(w=2) + _mirrored(-2, -2) + _mirrored(2, 2)}
-TTA_AVERAGES = ('probs', 'logits') # what the views' predictions are averaged as
+__all__ = ['shift_images', 'TTAView', 'get_preds_tta']
 
 # %% ../nbs/13_tta.ipynb #tta-006
 def shift_images(x:torch.Tensor, # a batch (N, C, H, W)
@@ -47,9 +38,9 @@ class TTAView(Callback):
 
 # %% ../nbs/13_tta.ipynb #tta-010
 def _check_views(views, avg)->list:
-    if avg not in TTA_AVERAGES: raise UserError(f"unknown TTA average {avg!r}: use {' or '.join(TTA_AVERAGES)}")
-    if isinstance(views, str) and views not in TTA_VIEWS:
-        raise UserError(f"unknown TTA view set {views!r}: use one of {', '.join(TTA_VIEWS)}")
+    "The views a view set names (or `views` itself), after the checks of the `tta` and `tta_avg` settings"
+    check_setting('tta_avg', avg)
+    if isinstance(views, str): check_setting('tta', views)
     return TTA_VIEWS[views] if isinstance(views, str) else list(views)
 
 def get_preds_tta(learn:Learner, dl=None, # default: the validation loader

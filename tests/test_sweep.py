@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip('optuna')
 
-SWEEP = [sys.executable, '-c', 'from era_s10.sweep import main; main()'] # the integrator's `era-s10 sweep`
+SWEEP = [sys.executable, '-m', 'era_s10.cli', 'sweep']
 # one epoch of two batches, the LRs given so that no LR finder runs
 TRAIN = ('--epochs', '1', '--bs', '16', '--subset', '32', '--lr-min', '1e-3', '--lr-max', '1e-2', '--no-plots',
          '--device', 'cpu')
