@@ -1,4 +1,4 @@
-"""The `era-s10` commands: train, evaluate, predict, export, report, bench and sweep, with one-line errors for bad input.
+"""The `era-s10` commands (train, evaluate, predict, export, report, bench, sweep), with one-line errors for bad input.
 
 Docs: https://era-s10.github.io/era_s10/cli.html.md"""
 

@@ -16,6 +16,7 @@ from .core import UserError, CIFAR10_CLASSES, resolve_device, eval_precision, de
 from .model import n_params
 from .data import show_samples
 from .learner import plot_lr_curve
+from .tta import get_preds_tta
 from .runs import RunFolder, load_run, run_dls, run_learner, pred_scores
 
 # %% auto #0
@@ -90,13 +91,12 @@ def run_summary(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn
                 process:dict=None, # facts of the training process (`seconds`, `compile`, ...); default: the old ones
                )->dict:
     "The run's summary, from its folder's files and the trained `learn`"
-    from era_s10.train import get_preds_tta # imported here: `era_s10.train` imports this module
     rf, dls, lrs = learn.run_folder, learn.dls, learn.run_lrs
     old = rf.read_summary()
     proc = process if process is not None else {k: old.get(k) for k in _PROCESS}
     with learn.no_bar(), learn.no_logging():
         probs, targs = learn.get_preds(dl=dls.valid)
-        pt, _ = get_preds_tta(learn)
+        pt, _ = get_preds_tta(learn, views=learn.cfg.tta, avg=learn.cfg.tta_avg)
     sc, acc_tta = pred_scores(probs, targs), pred_scores(pt, targs)['accuracy']
     s = dict(run_dir=str(rf.path), data=str(dls.path), valid_split=dls.valid_split, n_train=len(dls.train_ds),
              n_valid=len(dls.valid_ds), compile=proc.get('compile'), lr_source=lrs['lr_source'],

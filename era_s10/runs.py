@@ -18,6 +18,7 @@ from .model import CustomResNet
 from .data import cifar10_dls, empty_cifar_dls
 from . import learner as _learner
 from .learner import cifar_learner
+from .tta import get_preds_tta
 
 # %% auto #0
 __all__ = ['new_run_dir', 'RunFolder', 'run_dls', 'run_learner', 'load_run', 'inference_learner', 'export_learner', 'pred_scores',
@@ -171,21 +172,23 @@ def split_seed_of(settings:dict)->int:
 
 def evaluate_run(run_dir, # a run folder
                  data=None, # default: the run's own data and validation split
-                 tta:bool=False, # also report flip-TTA accuracy
+                 tta:bool=False, # also report the accuracy with the run's TTA views (flip by default)
                  device:str='auto',
                  bs:int=None, # default: the run's
                  precision:str=None, # default: the run's where this device runs it, else fp32
                 )->dict:
     "Loss and accuracy of a saved run on the validation (or test) split of `data`"
-    from era_s10.train import get_preds_tta # imported here: `era_s10.train` imports this module
     model, summ = load_run(run_dir)
     st, dev = summ.get('settings', {}), resolve_device(device)
-    src = data if data is not None else RunFolder(run_dir).read_settings().get('data')
+    saved = RunFolder(run_dir).read_settings()
+    src = data if data is not None else saved.get('data')
     dls = cifar10_dls(src, bs=bs or st.get('bs', 512), valid_pct=st.get('valid_pct', 0.1), seed=split_seed_of(st),
                       device=dev, subset=st.get('subset') if data is None else None)
     prec = precision or eval_precision(st.get('precision', 'fp32'), dev)
     learn = cifar_learner(dls, model=model, path=Path(run_dir), precision=prec)
     with learn.no_bar(), learn.no_logging(): probs, targs = learn.get_preds()
     res = dict(split=dls.valid_split, n=len(targs), **pred_scores(probs, targs))
-    if tta: res['accuracy_tta'] = pred_scores(get_preds_tta(learn)[0], targs)['accuracy']
+    if tta:
+        pt, _ = get_preds_tta(learn, views=saved.get('tta', 'flip'), avg=saved.get('tta_avg', 'probs'))
+        res['accuracy_tta'] = pred_scores(pt, targs)['accuracy']
     return res

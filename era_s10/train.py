@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np, torch
 import matplotlib
 from fastai.learner import Learner, ValueMetric
-from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger
 from fastai.callback.channelslast import ChannelsLast
 from fastai.torch_core import set_seed
@@ -22,27 +21,14 @@ from .learner import find_lrs, fit_one_cycle_s10, NaNGuard, EpochCheckpoint, loa
 from .runs import *
 from .monitor import *
 from .report import *
+from .tta import get_preds_tta
 from .runs import run_dls, run_learner
 from .report import _save
 from . import runs as _runs, monitor as _monitor, report as _report
 
 # %% auto #0
-__all__ = ['SPLIT_SEED', 'get_preds_tta', 'RunComplete', 'seed_run', 'setup_run', 'lr_range_test', 'warm_compiled', 'fit_run',
-           'train_run', 'train_seeds']
-
-# %% ../nbs/16_train.ipynb #train-005
-class _FlipInput(Callback):
-    order = 0
-    def before_batch(self): self.learn.xb = (self.xb[0].flip(-1),)
-
-def get_preds_tta(learn:Learner, dl=None, # default: the validation loader
-                 )->tuple:
-    "`(probs, targets)` where probs is the mean softmax of each image and of its horizontal mirror"
-    dl = dl or learn.dls.valid
-    with learn.no_bar(), learn.no_logging():
-        p1, y = learn.get_preds(dl=dl)
-        p2, _ = learn.get_preds(dl=dl, cbs=_FlipInput())
-    return (p1+p2)/2, y
+__all__ = ['SPLIT_SEED', 'RunComplete', 'seed_run', 'setup_run', 'lr_range_test', 'warm_compiled', 'fit_run', 'train_run',
+           'train_seeds']
 
 # %% ../nbs/16_train.ipynb #train-009
 class RunComplete(UserError):
@@ -199,7 +185,7 @@ def train_run(cfg:RunConfig=None, # the run's settings (or its data source, as b
         e.run_dir = learn.run_folder.path; raise
 
 # %% ../nbs/16_train.ipynb #train-015
-__all__ += [*_runs.__all__, *_monitor.__all__, *_report.__all__] # `from era_s10.train import *` keeps the moved names
+__all__ += [*_runs.__all__, *_monitor.__all__, *_report.__all__, 'get_preds_tta'] # `from era_s10.train import *` keeps the moved names
 
 # %% ../nbs/16_train.ipynb #train-026
 _ACCURACIES = ('valid_accuracy', 'valid_accuracy_tta', 'test_accuracy', 'test_accuracy_tta')

@@ -10,8 +10,8 @@ LONG_OK = {}
 
 
 def modules():
-    "The library's modules, without nbdev's generated index"
-    return sorted(p for p in LIB.glob('*.py') if p.name != '_modidx.py')
+    "The library's modules, without the two files nbdev writes whole: its index, and the package docstring it assembles"
+    return sorted(p for p in LIB.glob('*.py') if p.name not in ('_modidx.py', '__init__.py'))
 
 
 def functions(tree, prefix):
