@@ -185,6 +185,9 @@ def validate(self:RunConfig):
                         "pass a smaller --lr-min or a larger --lr-max")
     if self.lr_div is not None and self.lr_min is not None:
         raise UserError("--lr-div sets LRMIN from the LR finder's LRMAX: drop --lr-div, or drop --lr-min and --lr-max")
+    if self.ema_decay and self.ema_start >= self.epochs:
+        raise UserError(f"--ema-start {self.ema_start} leaves no epoch of the {self.epochs} to average: "
+                        "pass a smaller one")
     resolve_compile(self.compile, 'cpu')
     if self.device not in DEVICES and not self.device.startswith('cuda:'):
         raise UserError(f"unknown device {self.device!r}: use --device auto, cuda or cpu")

@@ -59,6 +59,9 @@ def plot_schedule(lrs, moms):
 
 # %% ../nbs/17_report.ipynb #report-008
 _WD_KIND = dict(adamw='decoupled (AdamW)', adam_l2='L2 (Adam weight_decay)') # how each of `OPTIMIZERS` applies wd
+# the accuracy study's settings, as `RunConfig` names them
+_STUDY = ('lr_max_rule', 'lr_find_reps', 'temperature', 'bn_momentum', 'bn_eps', 'ema_decay', 'ema_start', 'tta',
+          'tta_avg')
 _PROCESS = ('seconds', 'compile', 'compile_seconds', 'resumed_at_epoch', 'epochs_this_process')
 
 def _versions()->dict:
@@ -74,7 +77,8 @@ def run_settings(cfg, # the run's `RunConfig`
                 wd_kind=_WD_KIND[cfg.opt],
                 label_smoothing=cfg.label_smoothing, seed=cfg.seed, split_seed=cfg.split_seed, subset=cfg.subset,
                 valid_pct=cfg.valid_pct, precision=cfg.precision, pct_start=5/24, div=hi/lo, div_final=hi/lo,
-                anneal=cfg.anneal, moms=[0.95,0.85,0.95])
+                anneal=cfg.anneal, moms=[0.95,0.85,0.95],
+                **{k: getattr(cfg, k) for k in _STUDY})
 
 def _timing(learn:Learner, metrics:list, proc:dict, old:dict)->dict:
     "The summary's times, from `metrics.csv` (the whole run) and `proc` (this process)"
@@ -87,6 +91,16 @@ def _timing(learn:Learner, metrics:list, proc:dict, old:dict)->dict:
                 epochs_this_process=proc.get('epochs_this_process'))
 
 # %% ../nbs/17_report.ipynb #report-009
+def _raw_accuracy(learn:Learner)->dict:
+    "`valid_accuracy_raw`, when the final weights are an EMA's and `model_raw.pth` keeps the raw ones; else nothing"
+    f = learn.run_folder.model_raw
+    if not f.exists(): return {}
+    final = {k: v.detach().clone() for k, v in learn.model.state_dict().items()}
+    learn.model.load_state_dict(torch.load(f, map_location=learn.dls.device, weights_only=True))
+    try: probs, targs = learn.get_preds(dl=learn.dls.valid)
+    finally: learn.model.load_state_dict(final)
+    return dict(valid_accuracy_raw=pred_scores(probs, targs)['accuracy'])
+
 def run_summary(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn.run_lrs` and `learn.run_folder`
                 process:dict=None, # facts of the training process (`seconds`, `compile`, ...); default: the old ones
                )->dict:
@@ -97,13 +111,14 @@ def run_summary(learn:Learner, # the trained `Learner`, with `learn.cfg`, `learn
     with learn.no_bar(), learn.no_logging():
         probs, targs = learn.get_preds(dl=dls.valid)
         pt, _ = get_preds_tta(learn, views=learn.cfg.tta, avg=learn.cfg.tta_avg)
+        raw = _raw_accuracy(learn)
     sc, acc_tta = pred_scores(probs, targs), pred_scores(pt, targs)['accuracy']
     s = dict(run_dir=str(rf.path), data=str(dls.path), valid_split=dls.valid_split, n_train=len(dls.train_ds),
              n_valid=len(dls.valid_ds), compile=proc.get('compile'), lr_source=lrs['lr_source'],
              **{k: lrs[k] for k in ('lr_suggestions',) if k in lrs},
              **({'resumed_at_epoch': proc['resumed_at_epoch']} if proc.get('resumed_at_epoch') is not None else {}),
              settings=run_settings(learn.cfg, lrs), valid_loss=sc['loss'], valid_accuracy=sc['accuracy'],
-             valid_accuracy_tta=acc_tta, per_class_accuracy=per_class_accuracy(probs, targs),
+             valid_accuracy_tta=acc_tta, **raw, per_class_accuracy=per_class_accuracy(probs, targs),
              n_params=n_params(learn.model))
     if dls.valid_split == 'test': s.update(test_accuracy=sc['accuracy'], test_accuracy_tta=acc_tta)
     return {**s, **_timing(learn, rf.read_metrics(), proc, old)}

@@ -39,7 +39,7 @@ class RunFolder:
     "The files of one run folder, by name: `rf.config`, `rf.checkpoint`, `rf.metrics`, ... are their paths"
     files = dict(config='config.json', checkpoint='checkpoint.pth', metrics='metrics.csv', schedule='schedule.csv',
                  lr_find='lr_find.csv', model='model.pth', summary='summary.json', export='export.pkl',
-                 onnx='model.onnx')
+                 onnx='model.onnx', model_raw='model_raw.pth')
     def __init__(self, path): self.path = Path(path).resolve() # absolute: fastai joins relative paths to `learn.path`
     def __getattr__(self, k):
         if k in RunFolder.files: return self.path/RunFolder.files[k]

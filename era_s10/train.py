@@ -22,6 +22,7 @@ from .runs import *
 from .monitor import *
 from .report import *
 from .tta import get_preds_tta
+from .ema import EMA
 from .runs import run_dls, run_learner
 from .report import _save
 from . import runs as _runs, monitor as _monitor, report as _report
@@ -64,9 +65,9 @@ def _open_resumed(resume, kwargs)->tuple:
 
 # %% ../nbs/16_train.ipynb #train-010
 def _train_learner(cfg:RunConfig, dls, rf:RunFolder, quiet:bool)->Learner:
-    "The run's `Learner` with its timer, NaN guard and signal handling, and the epoch times as metrics"
+    "The run's `Learner` with its timer, NaN guard, signal handling and EMA, and the epoch times as metrics"
     timer = EpochTimer()
-    cbs = [timer, NaNGuard(), StopOnSignal()]
+    cbs = [timer, NaNGuard(), StopOnSignal()] + ([EMA(cfg.ema_decay, cfg.ema_start)] if cfg.ema_decay else [])
     learn = run_learner(cfg, dls, rf.path, cbs=cbs, compile=resolve_compile(cfg.compile, dls.device))
     learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds'),
                      ValueMetric(lambda: timer.epoch_train_s, 'train_seconds')]
@@ -141,10 +142,18 @@ def _fit_cbs(learn:Learner, start_epoch:int)->list:
     return [CSVLogger(rf.metrics.name, append=start_epoch > 0), ScheduleLog(rf.schedule),
             EpochCheckpoint(rf.path, extra=dict(lr_min=lrs['lr_min'], lr_max=lrs['lr_max']))]
 
+def _save_final(learn:Learner):
+    "`model.pth`: the EMA's weights if the run keeps one (`learn.model` then holds them; `model_raw.pth` the raw ones)"
+    rf, ema = learn.run_folder, getattr(learn, 'ema', None)
+    if isinstance(ema, EMA) and ema.n_averaged:
+        torch.save(learn.model.state_dict(), rf.model_raw)
+        learn.model.load_state_dict(ema.model_state_dict())
+    torch.save(learn.model.state_dict(), rf.model)
+
 def fit_run(learn:Learner, # from `setup_run`, with `learn.run_lrs` from `lr_range_test` (or the resumed folder)
             start_epoch:int=0, # after `load_checkpoint` on a resume
            )->Learner:
-    "Phase 3: one cycle from `start_epoch` with the run's logs, then `model.pth` and `export.pkl`"
+    "Phase 3: one cycle from `start_epoch` with the run's logs, then `model.pth` (see `_save_final`) and `export.pkl`"
     cfg, lrs, rf = learn.cfg, learn.run_lrs, learn.run_folder
     cbs = _fit_cbs(learn, start_epoch)
     if start_epoch == 0: # the same draws whatever ran before (the LR finder)
@@ -157,7 +166,7 @@ def fit_run(learn:Learner, # from `setup_run`, with `learn.run_lrs` from `lr_ran
             kept = (f"; {rf.checkpoint} keeps epoch {rf.epochs_done()}" if rf.checkpoint.exists()
                     else "; no epoch finished, so there is no checkpoint")
             raise TrainingDiverged(str(e) + kept) from None
-    torch.save(learn.model.state_dict(), rf.model)
+    _save_final(learn)
     export_learner(rf.path, device=learn.dls.device)
     return learn
 
@@ -185,7 +194,8 @@ def train_run(cfg:RunConfig=None, # the run's settings (or its data source, as b
         e.run_dir = learn.run_folder.path; raise
 
 # %% ../nbs/16_train.ipynb #train-015
-__all__ += [*_runs.__all__, *_monitor.__all__, *_report.__all__, 'get_preds_tta'] # `from era_s10.train import *` keeps the moved names
+# `from era_s10.train import *` keeps the moved names
+__all__ += [*_runs.__all__, *_monitor.__all__, *_report.__all__, 'get_preds_tta']
 
 # %% ../nbs/16_train.ipynb #train-026
 _ACCURACIES = ('valid_accuracy', 'valid_accuracy_tta', 'test_accuracy', 'test_accuracy_tta')
