@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['CIFAR10_CLASSES', 'DEVICES', 'PRECISIONS', 'TORCH_COMPILE_MODES', 'COMPILE_CHOICES', 'UserError', 'resolve_device',
-           'cpu_has_bf16', 'cpu_name', 'device_name', 'pick_precision', 'eval_precision', 'autocast_for',
-           'resolve_compile', 'write_json', 'read_json', 'read_csv']
+__all__ = ['CIFAR10_CLASSES', 'DEVICES', 'PRECISIONS', 'TORCH_COMPILE_MODES', 'COMPILE_CHOICES', 'LR_RULES', 'UserError',
+           'resolve_device', 'cpu_has_bf16', 'cpu_name', 'device_name', 'pick_precision', 'eval_precision',
+           'autocast_for', 'resolve_compile', 'write_json', 'read_json', 'read_csv']
 
 # %% ../nbs/00_core.ipynb #core-005
 class UserError(Exception):
@@ -97,6 +97,9 @@ def resolve_compile(compile, # False/'none', True/'default' (torch's default mod
     if compile in (True, 'default'): return True
     if compile in TORCH_COMPILE_MODES: return compile
     raise UserError(f"unknown torch.compile mode {compile!r}: use {', '.join(COMPILE_CHOICES)}")
+
+# %% ../nbs/00_core.ipynb #core-lr
+LR_RULES = ('minimum', 'steep', 'valley', 'slide')
 
 # %% ../nbs/00_core.ipynb #core-019
 def write_json(f, o):
