@@ -10,7 +10,8 @@ the rows to `--out` as JSON.
 Usage: python benchmarks/lr_spread.py DATA [--seeds 0,1,2,3,4] [--subset 5000] [--bs 512] [--its 100] [--reps 3]"""
 import argparse, json, statistics, tempfile, time
 from pathlib import Path
-from era_s10.config import RunConfig, LR_RULES
+from era_s10.config import RunConfig
+from era_s10.core import LR_RULES
 from era_s10.learner import find_lrs
 from era_s10.train import setup_run
 

@@ -49,8 +49,13 @@ def _plain(o):
     if isinstance(o, np.ndarray): return torch.from_numpy(o)
     return o
 
+def _has_state(cb)->bool:
+    "Whether `cb` keeps a state a resume needs, such as the EMA's average"
+    # asked of the class: a callback's own attribute lookup falls through to the Learner and then the model
+    return hasattr(type(cb), 'state_dict')
+
 class EpochCheckpoint(Callback):
-    "Save `fname` (model, optimizer, epoch, RNG states) in `folder` at the end of every epoch"
+    "Save `fname` (model, optimizer, epoch, RNG states, callbacks' states) in `folder` at the end of every epoch"
     order = 90
     def __init__(self, folder, fname:str='checkpoint.pth', extra:dict=None): store_attr()
     def before_train(self): self.ep = self.epoch
@@ -63,6 +68,7 @@ class EpochCheckpoint(Callback):
         sl = getattr(getattr(self.learn, 'recorder', None), 'smooth_loss', None)
         # plain numbers, which `weights_only=True` reads
         if sl is not None: state['smooth_loss'] = dict(count=int(sl.count), val=float(sl.val))
+        state['cbs'] = {cb.name: cb.state_dict() for cb in self.learn.cbs if _has_state(cb)}
         f = Path(self.folder)/self.fname
         tmp = f.with_suffix('.tmp')
         torch.save(state, tmp); tmp.replace(f) # atomic: a kill mid-save keeps the previous checkpoint
@@ -102,4 +108,6 @@ def load_checkpoint(learn:Learner, f)->dict:
     set_rng_states(learn, state['rng'])
     sl = state.get('smooth_loss')
     if sl is not None: learn.add_cb(_RestoreSmoothLoss(int(sl['count']), sl['val']))
+    for cb in learn.cbs:
+        if _has_state(cb) and cb.name in state.get('cbs', {}): cb.load_state_dict(state['cbs'][cb.name])
     return state

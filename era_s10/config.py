@@ -10,11 +10,11 @@ import argparse, dataclasses, math, typing
 from dataclasses import dataclass, field, fields
 from fastcore.basics import patch
 from fastcore.docments import docments
-from .core import UserError, DEVICES, PRECISIONS, resolve_compile
+from .core import UserError, DEVICES, PRECISIONS, LR_RULES, resolve_compile
 
 # %% auto #0
-__all__ = ['RECIPES', 'OPTIMIZERS', 'ANNEALS', 'LR_RULES', 'TTA_VIEWS', 'TTA_AVERAGES', 'at_least', 'positive', 'non_negative',
-           'fraction', 'open_unit', 'above_one', 'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'resumable',
+__all__ = ['RECIPES', 'OPTIMIZERS', 'ANNEALS', 'TTA_VIEWS', 'TTA_AVERAGES', 'at_least', 'positive', 'non_negative', 'fraction',
+           'open_unit', 'above_one', 'one_of', 'setting', 'RunConfig', 'flag', 'check_setting', 'resumable',
            'as_config', 'run_lrs', 'config_options', 'given_settings']
 
 # %% ../nbs/01_config.ipynb #config-005
@@ -66,7 +66,6 @@ RECIPES = {
 }
 OPTIMIZERS = ('adamw', 'adam_l2')
 ANNEALS = ('cos', 'linear')
-LR_RULES = ('minimum', 'steep', 'valley', 'slide') # fastai's `lr_find` suggestions that may pick LRMAX
 
 def _mirrored(dy:int=0, dx:int=0, w:int=1)->list: return [(False, dy, dx, w), (True, dy, dx, w)]
 
@@ -185,6 +184,8 @@ def validate(self:RunConfig):
                         "pass a smaller --lr-min or a larger --lr-max")
     if self.lr_div is not None and self.lr_min is not None:
         raise UserError("--lr-div sets LRMIN from the LR finder's LRMAX: drop --lr-div, or drop --lr-min and --lr-max")
+    if self.lr_max_rule == 'slide' and self.lr_find_its < 40 and self.lr_min is None:
+        raise UserError(f"--lr-max-rule slide needs --lr-find-its 40 or more, got {self.lr_find_its}: raise it")
     if self.ema_decay and self.ema_start >= self.epochs:
         raise UserError(f"--ema-start {self.ema_start} leaves no epoch of the {self.epochs} to average: "
                         "pass a smaller one")

@@ -101,10 +101,11 @@ def lr_range_test(learn:Learner)->dict:
     if cfg.lr_min is not None:
         lrs = dict(lr_min=cfg.lr_min, lr_max=cfg.lr_max, lr_source='given (--lr-min/--lr-max): LR finder skipped')
     else:
-        its, div = cfg.lr_find_its, cfg.lr_div
-        lo, hi = find_lrs(learn, num_it=its, lr_div=div)
+        its, div, n = cfg.lr_find_its, cfg.lr_div, cfg.lr_find_reps
+        lo, hi = find_lrs(learn, num_it=its, lr_div=div, lr_max_rule=cfg.lr_max_rule, reps=n)
         rule = f'LRMAX/{div:g}' if div else 'min(valley, LRMAX/10)'
-        lrs = dict(lr_min=lo, lr_max=hi, lr_source=f"lr_find ({its} iterations): LRMAX = minimum, LRMIN = {rule}",
+        tests = f"{its} iterations" + (f", median of {n} tests" if n > 1 else '')
+        lrs = dict(lr_min=lo, lr_max=hi, lr_source=f"lr_find ({tests}): LRMAX = {cfg.lr_max_rule}, LRMIN = {rule}",
                    lr_suggestions={k: float(v) for k,v in learn.lr_suggestions.items()})
         rf.write_lr_find(learn.recorder.lrs, learn.recorder.losses) # the curve, for the report's plot
     learn.run_lrs = lrs
