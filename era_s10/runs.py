@@ -121,7 +121,8 @@ def run_learner(cfg:RunConfig, # the run's settings
                 **kwargs, # other `cifar_learner` arguments, which win over the config's
                )->Learner:
     "The run's `Learner`: its optimizer, weight decay, loss and precision"
-    opt_func = partial(getattr(_learner, cfg.opt), wd=cfg.wd) # `OPTIMIZERS` names functions that `era_s10.learner` exports
+    # `OPTIMIZERS` names functions that `era_s10.learner` exports
+    opt_func = partial(getattr(_learner, cfg.opt), wd=cfg.wd)
     kw = dict(wd=cfg.wd, label_smoothing=cfg.label_smoothing, precision=cfg.precision, recipe=cfg.recipe,
               opt_func=opt_func, temperature=cfg.temperature, bn_momentum=cfg.bn_momentum, bn_eps=cfg.bn_eps)
     return cifar_learner(dls, path=path, **{**kw, **kwargs})
