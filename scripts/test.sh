@@ -14,7 +14,8 @@ source scripts/setup.sh
 export MPLBACKEND=Agg
 t0=$SECONDS
 if [ "$tier" = quick ]; then
-  echo "== nbdev-test"; nbdev-test --n-workers 1
+  # one notebook per core: they are independent, each in its own kernel and temporary folders
+  echo "== nbdev-test"; nbdev-test --n-workers 2
   echo "== pytest -m 'not slow'"; python -m pytest tests -q -p no:cacheprovider -m 'not slow' --durations=10
   echo "== nbdev-export leaves era_s10/ unchanged"
   snap=$(mktemp -d); cp -r era_s10 "$snap/"

@@ -20,13 +20,17 @@ def pytest_sessionfinish(session, exitstatus): shutil.rmtree(FASTAI_HOME, ignore
 
 # ---- the test tiers: `bash scripts/test.sh` runs `-m 'not slow'`, `bash scripts/test.sh --slow` runs `-m slow` ----
 
-# Tests that train for more than about 30 s on 2 CPU cores without the real data, named as `file::test` (a parametrized
+# Tests that train for more than about 30 s on 2 CPU cores without the real data, or that train in several processes
+# one after another or side by side (the sweep's workers, a PostgreSQL server), named as `file::test` (a parametrized
 # test by its function name); the real-data tests are marked by their fixture in `is_slow`. The fuzz tests stay quick:
 # their derandomized examples take seconds (ERA_S10_FUZZ_EXAMPLES runs a longer session).
 SLOW = {
     'test_faults.py::test_sigint_then_resume': 'a 4-epoch run interrupted by SIGINT, then resumed in a second process',
     'test_faults.py::test_sigkill_then_resume': 'a 4-epoch run killed, then resumed in a second process',
     'test_faults.py::test_sigterm_then_resume': 'a 4-epoch run with plots interrupted by SIGTERM, then resumed',
+    'test_sweep.py::test_postgres_worker_joins': 'a PostgreSQL server, and sweeps in two processes that share it',
+    'test_sweep.py::test_two_workers': 'a sweep of 4 trials in two worker processes',
+    'test_sweep.py::test_sigterm_then_rerun': 'a sweep stopped by SIGTERM, then run again in a second process',
 }
 
 
