@@ -159,7 +159,7 @@ def _check_rule(lr_max_rule:str, num_it:int, reps:int):
     if lr_max_rule == 'slide' and num_it < 40:
         raise UserError(f"the 'slide' rule needs a range test of at least 40 iterations, got {num_it}: "
                         "raise num_it (--lr-find-its) or pick another rule")
-    if at_least(1)(reps): raise UserError(f"reps {at_least(1)(reps)}")
+    if why := at_least(1)(reps): raise UserError(f"reps {why}")
 
 def find_lrs(learn:Learner, # a Learner from `cifar_learner`
              start_lr:float=1e-7, end_lr:float=10, num_it:int=100, # the range test's sweep
