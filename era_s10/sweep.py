@@ -13,14 +13,14 @@ from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from .core import UserError
-from .config import RunConfig, config_options, given_settings, _parse, _types
+from .config import RunConfig, config_options, given_settings, _parse, _text, _types
 from .sweep_report import RESULT_KEYS
 
 # %% auto #0
-__all__ = ['HEARTBEAT_S', 'LOCAL', 'setting_value', 'setting_name', 'parse_grid', 'parse_seeds', 'parse_baseline', 'grid_points',
-           'point_label', 'trial_config', 'open_storage', 'open_study', 'one_line', 'queue_unfinished', 'fail_stale',
-           'trial_results', 'run_trial', 'objective', 'interrupting', 'work', 'start_workers', 'stop', 'sweep_options',
-           'sweep_spec', 'sweep_main']
+__all__ = ['HEARTBEAT_S', 'LOCAL', 'setting_value', 'setting_name', 'parse_grid', 'parse_seeds', 'parse_baseline',
+           'parse_variants', 'variant_baseline', 'grid_points', 'point_label', 'trial_config', 'open_storage',
+           'open_study', 'one_line', 'queue_unfinished', 'fail_stale', 'trial_results', 'run_trial', 'objective',
+           'interrupting', 'work', 'start_workers', 'stop', 'sweep_options', 'sweep_spec', 'sweep_main']
 
 # %% ../nbs/22_sweep.ipynb #sweep-005
 _BOOLS = {'on': True, 'true': True, 'yes': True, '1': True, 'off': False, 'false': False, 'no': False, '0': False}
@@ -78,6 +78,36 @@ def parse_baseline(s:str|None, grid:dict)->dict:
         if base[name] not in grid[name]: raise UserError(f"--baseline {it}: not a value of --grid {name}: pick one")
     return base
 
+# %% ../nbs/22_sweep.ipynb #sweep-007a
+def _variant(it:str)->dict:
+    "The settings of one `--variant KEY=V,KEY=V`"
+    st = {}
+    for kv in it.split(','):
+        key, eq, v = kv.partition('=')
+        if not eq or not v.strip():
+            raise UserError(f"--variant {it!r} is not KEY=V,...: for example lr_div=100,ema_decay=0.99, or defaults")
+        name = setting_name(key, '--variant')
+        if name in st: raise UserError(f"--variant {it}: {name} is given twice: give each setting once")
+        st[name] = setting_value(name, v.strip(), '--variant')
+    return st
+
+def parse_variants(items, # `--variant` options: `KEY=V,KEY=V`, or `defaults` for the train options alone
+                  )->dict:
+    "The sweep's variants: `{label: settings}`, in the order given"
+    vs = {}
+    for it in items or ():
+        st = {} if it.strip() == 'defaults' else _variant(it)
+        label = ','.join(f'{k}={_text(v)}' for k, v in st.items()) or 'defaults'
+        if label in vs: raise UserError(f"--variant {it} is given twice: list each variant once")
+        vs[label] = st
+    return vs
+
+def variant_baseline(s:str|None, variants:dict)->dict:
+    "The baseline of `--baseline` among the variants; default: the first"
+    label = next(iter(parse_variants([s]) if s else variants))
+    if label not in variants: raise UserError(f"--baseline {s}: not a --variant: give one of {', '.join(variants)}")
+    return {'variant': label}
+
 # %% ../nbs/22_sweep.ipynb #sweep-008
 def grid_points(grid:dict, # the axes, from `parse_grid`
                 seeds:list, # the seeds of every setting
@@ -89,9 +119,11 @@ def point_label(p:dict)->str: return ', '.join(f'{k}={v}' for k, v in p.items())
 
 def trial_config(common:dict, # the settings of every trial (`era-s10 train` options)
                  point:dict, # a grid point
+                 variants:dict=None, # the settings of each variant, where the grid's axis is `variant`
                 )->RunConfig:
     "The run configuration of one trial: the recipe's settings, then `common`, then the grid point's"
-    try: return RunConfig.preset(common.get('recipe', 'default')).replace(**common, **point)
+    settings = {**(variants or {}).get(point.get('variant'), {}), **{k: v for k, v in point.items() if k != 'variant'}}
+    try: return RunConfig.preset(common.get('recipe', 'default')).replace(**common, **settings)
     except UserError as e: raise UserError(f"grid point {point_label(point)}: {e}") from None
 
 # %% ../nbs/22_sweep.ipynb #sweep-011
@@ -200,7 +232,7 @@ def objective(trial, # the Optuna trial: a queued grid point
     for k, v in point.items(): trial.suggest_categorical(k, spec['grid'].get(k, spec['seeds']))
     run_dir = Path(spec['out'])/'trials'/str(gid)
     trial.set_user_attr('run_dir', str(run_dir))
-    try: res = run_trial(trial_config(spec['common'], point), run_dir)
+    try: res = run_trial(trial_config(spec['common'], point, spec.get('variants')), run_dir)
     except KeyboardInterrupt:
         trial.set_user_attr('error', 'interrupted: run the sweep again to resume it from its checkpoint'); raise
     except Exception as e: trial.set_user_attr('error', one_line(e)); raise
@@ -271,6 +303,9 @@ def sweep_options(p:argparse.ArgumentParser):
                                  '(no default: name it, or give --resume)')
     p.add_argument('--grid', action='append', metavar='KEY=V1,V2',
                    help='an axis: a train setting and its values, repeatable (default: none, the seeds only)')
+    p.add_argument('--variant', action='append', metavar='KEY=V,...',
+                   help='one setting of an ablation instead of a grid, repeatable; "defaults" for the train options '
+                        'alone (default: none)')
     p.add_argument('--seeds', default='0,1,2', help='the seeds of every setting (default: 0,1,2)')
     p.add_argument('--workers', type=int, help='worker processes on this machine (default: 1, or one per GPU)')
     p.add_argument('--gpus', help='GPUs the workers share, for example 0,1 (default: all)')
@@ -279,7 +314,7 @@ def sweep_options(p:argparse.ArgumentParser):
     p.add_argument('--study', default='sweep', help='the study\'s name in the storage (default: sweep)')
     p.add_argument('--trials', type=int, help='the most trials this command runs (default: all unfinished)')
     p.add_argument('--baseline', metavar='KEY=V,...', help='the setting the others are compared with (default: '
-                                                           'the first value of each axis)')
+                                                           'the first value of each axis, or the first variant)')
     p.add_argument('--resume', metavar='DIR',
                    help='finish the sweep in DIR, as its sweep.json describes it (default: a new sweep in --out)')
     p.add_argument('--worker', help=argparse.SUPPRESS) # a worker process of the sweep in this folder
@@ -291,23 +326,29 @@ def _read_spec(out)->dict:
     if not f.exists(): raise UserError(f"{out} holds no sweep.json: pass a folder written by era-s10 sweep")
     return json.loads(f.read_text())
 
+def _new_spec(a:argparse.Namespace, common:dict)->dict:
+    "A new sweep of `--grid` axes, or of `--variant` settings"
+    if not a.out: raise UserError("pass --out DIR, the sweep folder (or --resume DIR)")
+    grid, variants, out = parse_grid(a.grid), parse_variants(a.variant), Path(a.out).resolve()
+    if grid and variants: raise UserError("--grid and --variant: a sweep is a grid or a list of variants: use one")
+    if variants: grid = {'variant': list(variants)}
+    return dict(out=str(out), grid=grid, variants=variants, seeds=parse_seeds(a.seeds), common=common, study=a.study,
+                storage=a.storage or str(out/'study.log'),
+                baseline=variant_baseline(a.baseline, variants) if variants else parse_baseline(a.baseline, grid))
+
 def sweep_spec(a:argparse.Namespace)->dict:
     "The sweep the options describe, every grid point checked"
     common = given_settings(a)
     if a.resume:
-        if a.grid or common or a.out:
+        if a.grid or a.variant or common or a.out:
             raise UserError("--resume DIR runs the sweep in DIR/sweep.json: drop the other options")
         spec = _read_spec(a.resume)
-    else:
-        if not a.out: raise UserError("pass --out DIR, the sweep folder (or --resume DIR)")
-        grid, seeds = parse_grid(a.grid), parse_seeds(a.seeds)
-        out = Path(a.out).resolve()
-        spec = dict(out=str(out), grid=grid, seeds=seeds, common=common, study=a.study,
-                    storage=a.storage or str(out/'study.log'), baseline=parse_baseline(a.baseline, grid))
-    both = [k for k in spec['grid'] if k in spec['common']]
-    if both: raise UserError(f"{both[0]} is a --grid axis and a train option: drop one of them")
+    else: spec = _new_spec(a, common)
+    swept = [*spec['grid'], *(k for st in (spec.get('variants') or {}).values() for k in st)]
+    both = [k for k in swept if k in spec['common']]
+    if both: raise UserError(f"{both[0]} is in the --grid or a --variant and is a train option: drop one of them")
     spec.update(points=grid_points(spec['grid'], spec['seeds']), trials=a.trials)
-    for p in spec['points']: trial_config(spec['common'], p)
+    for p in spec['points']: trial_config(spec['common'], p, spec.get('variants'))
     return spec
 
 # %% ../nbs/22_sweep.ipynb #sweep-024

@@ -7,12 +7,12 @@ Docs: https://era-s10.github.io/era_s10/sweep_report.html.md"""
 
 # %% ../nbs/23_sweep_report.ipynb #sweep-report-002
 from __future__ import annotations
-import csv, math, statistics
+import csv, json, math, statistics
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['RESULT_KEYS', 'sweep_rows', 'write_results', 'progress_line', 'setting_stats', 'summary_md', 'plot_sweep',
-           'write_report']
+__all__ = ['RESULT_KEYS', 'EVAL_ONLY', 'sweep_rows', 'write_results', 'progress_line', 'setting_stats', 'summary_md',
+           'plot_sweep', 'write_report', 'read_results', 'beats_baseline', 'kept_settings']
 
 # %% ../nbs/23_sweep_report.ipynb #sweep-report-005
 RESULT_KEYS = ('valid_accuracy', 'valid_accuracy_tta', 'epochs_seconds', 'lr_min', 'lr_max')
@@ -59,18 +59,25 @@ def _settings(rows:list, keys:list)->list:
 def _ms(vs:list)->tuple:
     return (statistics.mean(vs), statistics.stdev(vs) if len(vs) > 1 else math.nan) if vs else (math.nan, math.nan)
 
+def _paired(a:dict, base:dict)->tuple:
+    "The mean difference of `a` and `base` over the seeds both have, its standard error, and the number of seeds"
+    d = [a[k] - base[k] for k in a if k in base]
+    m, sd = _ms(d)
+    return m, sd/math.sqrt(len(d)) if d else math.nan, len(d)
+
 def setting_stats(rows:list, keys:list, baseline:dict)->list:
-    "Per setting: n, mean and std with and without TTA, and the mean paired difference against `baseline`"
+    "Per setting: n, mean and std with and without TTA and of the epochs' seconds, and the paired differences"
     done = [r for r in rows if r['state'] == 'COMPLETE']
-    by = lambda s, c: {r['seed']: r[c] for r in done if tuple(r[k] for k in keys) == s and r[c] is not None}
-    base = by(tuple(baseline.get(k) for k in keys), 'valid_accuracy')
+    by = lambda s, c: {r['seed']: r[c] for r in done if tuple(r[k] for k in keys) == s and r.get(c) is not None}
+    b = tuple(baseline.get(k) for k in keys)
     res = []
     for s in _settings(rows, keys):
         acc, tta = by(s, 'valid_accuracy'), by(s, 'valid_accuracy_tta')
-        d = [acc[k] - base[k] for k in acc if k in base]
-        m, sd = _ms(d)
+        diff, diff_se, pairs = _paired(acc, by(b, 'valid_accuracy'))
+        tta_diff, tta_se, _ = _paired(tta, by(b, 'valid_accuracy_tta'))
         res.append(dict(setting=dict(zip(keys, s)), n=len(acc), acc=_ms([*acc.values()]), tta=_ms([*tta.values()]),
-                        diff=m, diff_se=sd/math.sqrt(len(d)) if d else math.nan, pairs=len(d)))
+                        secs=_ms([*by(s, 'epochs_seconds').values()]), diff=diff, diff_se=diff_se, pairs=pairs,
+                        tta_diff=tta_diff, tta_diff_se=tta_se))
     return res
 
 # %% ../nbs/23_sweep_report.ipynb #sweep-report-010
@@ -78,20 +85,31 @@ def _pct(m, s=math.nan)->str:
     if math.isnan(m): return '–'
     return f"{m:.2%}" + ('' if math.isnan(s) else f" ± {s:.2%}")
 
-def _label(setting:dict)->str: return ', '.join(f'{k}={v}' for k, v in setting.items()) or 'all'
+def _pp(m, se)->str:
+    if math.isnan(m): return '–'
+    return f"{m*100:+.2f} pp" + ('' if math.isnan(se) else f" ± {se*100:.2f}")
+
+def _secs(m, s=math.nan)->str:
+    if math.isnan(m): return '–'
+    return f"{m:.1f}" + ('' if math.isnan(s) else f" ± {s:.1f}")
+
+# a variant's label says its settings: the axis name `variant` would only repeat itself
+def _label(setting:dict)->str:
+    return ', '.join(v if k == 'variant' else f'{k}={v}' for k, v in setting.items()) or 'all'
+
+def _diffs(st:dict)->str:
+    return f"{_pp(st['diff'], st['diff_se'])} ({st['pairs']} seeds) | {_pp(st['tta_diff'], st['tta_diff_se'])}"
 
 def summary_md(rows:list, keys:list, baseline:dict)->str:
     "`summary.md`: a Markdown table of `setting_stats`"
     lines = [f"Baseline: {_label(baseline)}. Paired differences are over the seeds both settings finished (± SE).", '',
-             '| setting | n | valid accuracy | with TTA | vs baseline |', '|---|---|---|---|---|']
+             "| setting | n | valid accuracy | with TTA | vs baseline | with TTA vs baseline | epochs' s |",
+             '|---|---|---|---|---|---|---|']
     for st in setting_stats(rows, keys, baseline):
-        is_base = st['setting'] == {k: baseline.get(k) for k in keys}
-        diff = 'baseline' if is_base else '–' if math.isnan(st['diff']) else (
-            f"{st['diff']*100:+.2f} pp" + ('' if math.isnan(st['diff_se']) else f" ± {st['diff_se']*100:.2f}") +
-            f" ({st['pairs']} seeds)")
-        lines.append(f"| {_label(st['setting'])} | {st['n']} | {_pct(*st['acc'])} | {_pct(*st['tta'])} | {diff} |")
+        diffs = 'baseline | baseline' if st['setting'] == {k: baseline.get(k) for k in keys} else _diffs(st)
+        lines.append(f"| {_label(st['setting'])} | {st['n']} | {_pct(*st['acc'])} | {_pct(*st['tta'])} | {diffs} | "
+                     f"{_secs(*st['secs'])} |")
     return '\n'.join(lines) + '\n'
-
 
 # %% ../nbs/23_sweep_report.ipynb #sweep-report-013
 def plot_sweep(rows:list, keys:list, f:Path):
@@ -119,3 +137,43 @@ def write_report(trials, # the study's trials
     (out/'summary.md').write_text(summary_md(rows, keys, spec['baseline']))
     if any(r['state'] == 'COMPLETE' for r in rows): plot_sweep(rows, keys, out/'sweep.png')
     return rows
+
+# %% ../nbs/23_sweep_report.ipynb #sweep-report-015b
+def _typed(s:str):
+    "A value of `results.csv` as the sweep held it: a number, a bool, None or text"
+    if s == '': return None
+    if s in ('True', 'False'): return s == 'True'
+    try: return int(s) if s.lstrip('-').isdigit() else float(s)
+    except ValueError: return s
+
+def read_results(f:Path)->tuple:
+    "The rows of a sweep's `results.csv`, typed, and its grid keys"
+    with open(f, newline='') as fh:
+        rd = csv.DictReader(fh)
+        rows = [{k: v if k in ('run_dir', 'state', 'error') else _typed(v) for k, v in r.items()} for r in rd]
+        cols = rd.fieldnames or []
+    keys = cols[cols.index('seed') + 1:cols.index(RESULT_KEYS[0])] if cols else []
+    return rows, keys
+
+def beats_baseline(st:dict, # a setting's `setting_stats`
+                   z:float=2., # how many standard errors the mean paired difference must exceed
+                   tta:bool=False, # compare the accuracies with TTA
+                  )->bool:
+    "Whether the setting's mean paired difference against the baseline exceeds `z` standard errors"
+    m, se = (st['tta_diff'], st['tta_diff_se']) if tta else (st['diff'], st['diff_se'])
+    return not (math.isnan(m) or math.isnan(se)) and m > z*se
+
+# %% ../nbs/23_sweep_report.ipynb #sweep-report-015e
+EVAL_ONLY = ('tta', 'tta_avg') # settings that change the predictions alone, not the training
+
+def kept_settings(d:Path, # a sweep folder of `--variant`s, with its sweep.json and results.csv
+                  z:float=2., # how many standard errors a variant's mean paired difference must exceed
+                 )->dict:
+    "The settings of the variants that beat the baseline by `z` standard errors, merged"
+    spec, (rows, keys) = json.loads((Path(d)/'sweep.json').read_text()), read_results(Path(d)/'results.csv')
+    kept = {}
+    for st in setting_stats(rows, keys, spec['baseline']):
+        settings = spec['variants'][st['setting']['variant']]
+        if settings and 'recipe' not in settings and beats_baseline(st, z, tta=set(settings) <= set(EVAL_ONLY)):
+            kept.update(settings)
+    return kept

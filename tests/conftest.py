@@ -31,6 +31,7 @@ SLOW = {
     'test_sweep.py::test_postgres_worker_joins': 'a PostgreSQL server, and sweeps in two processes that share it',
     'test_sweep.py::test_two_workers': 'a sweep of 4 trials in two worker processes',
     'test_sweep.py::test_sigterm_then_rerun': 'a sweep stopped by SIGTERM, then run again in a second process',
+    'test_gpu_study.py::test_study_rehearsal': 'the GPU study script on the CPU: 10 trials, then a second call',
 }
 
 

@@ -112,6 +112,15 @@ def test_bad_grid_key_is_one_line(tiny_data, tmp_path):
     assert r.returncode == 2 and 'grid point lr_div=10.0, seed=0: --lr-div' in r.stderr, r.stderr
 
 
+def test_bad_variant_is_one_line(tiny_data, tmp_path):
+    "A bad `--variant`, or one beside `--grid`, stops the sweep before any trial (22_sweep tests the other cases)"
+    for extra, word in ((['--variant', 'wdd=1'], "'wdd'"),
+                        (['--variant', 'defaults', '--grid', 'wd=0.5,1'], '--grid and')):
+        r = sweep('--data', tiny_data, '--out', tmp_path/'s', *extra, *TRAIN)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and word in r.stderr, (extra, r.stderr)
+    assert not (tmp_path/'s').exists()
+
+
 def test_without_optuna(tmp_path):
     (tmp_path/'optuna').mkdir()
     (tmp_path/'optuna'/'__init__.py').write_text("raise ImportError('no optuna here')\n")
