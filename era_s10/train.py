@@ -15,6 +15,7 @@ from fastai.learner import Learner, ValueMetric
 from fastai.callback.progress import CSVLogger
 from fastai.callback.channelslast import ChannelsLast
 from fastai.torch_core import set_seed
+from fastcore.basics import noop
 from .core import UserError, resolve_device, autocast_for, resolve_compile
 from .config import RunConfig, as_config, resumable
 from .learner import find_lrs, fit_one_cycle_s10, NaNGuard, EpochCheckpoint, load_checkpoint, TrainingDiverged
@@ -71,7 +72,9 @@ def _train_learner(cfg:RunConfig, dls, rf:RunFolder, quiet:bool)->Learner:
     learn = run_learner(cfg, dls, rf.path, cbs=cbs, compile=resolve_compile(cfg.compile, dls.device))
     learn.metrics = [*learn.metrics, ValueMetric(lambda: timer.seconds, 'seconds'),
                      ValueMetric(lambda: timer.epoch_train_s, 'train_seconds')]
-    if quiet and hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
+    if quiet: # no bars, and no epoch rows: without its progress bar fastai's Recorder prints each row
+        if hasattr(learn, 'progress'): learn.remove_cb(learn.progress)
+        learn.logger = noop
     return learn
 
 def setup_run(cfg:RunConfig=None, # the run's settings (or its data source, as before `RunConfig`)
