@@ -4,14 +4,14 @@
 # 1. the ablation: each variant over seeds 0-4 (`era-s10 sweep --variant`), its first trials in timed parts on 1, 2
 #    and 4 workers, which give the trials per minute of each;
 # 2. the variants that beat the defaults by KEEP_Z (2) standard errors, together, over seeds 5-9 beside the defaults.
-# OUT gets study.tgz (the study and each trial's small files, no weights), the summaries and workers.tsv. A call that
-# reaches DEADLINE_S stops its sweep cleanly; the next call, with STUDY_TGZ=that study.tgz, finishes what is left.
+# OUT gets study.tgz (the study and each trial's small files, no weights), the summaries and workers.tsv. A call
+# that reaches DEADLINE_S (520 s) stops its sweep cleanly; the next, with STUDY_TGZ=that study.tgz, finishes the rest.
 set -euo pipefail
 data=$1 out=$2 dir=${STUDY_DIR:-/tmp/era-s10-study}
 read -ra train <<< "${TRAIN_ARGS:-}"          # options for every trial, for a rehearsal on the CPU
 phases=${PHASES:-"1:8 2:8 4:8"}              # WORKERS:TRIALS of each timed part
 workers=${WORKERS:-4} seeds=${SEEDS:-0,1,2,3,4} new_seeds=${NEW_SEEDS:-5,6,7,8,9}
-keep_z=${KEEP_Z:-2} deadline=${DEADLINE_S:-560}
+keep_z=${KEEP_Z:-2} deadline=${DEADLINE_S:-520} # the call's 600 s, less the set-up and a clean stop
 mkdir -p "$dir/logs" "$out"
 if [ -n "${STUDY_TGZ:-}" ]; then tar xzf "$STUDY_TGZ" -C "$dir"; fi
 { date -u +%FT%TZ; nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || lscpu | grep 'Model name'
@@ -28,7 +28,8 @@ trap pack EXIT
 sweep() {
   local log=$1 left=$((deadline - SECONDS)); shift
   if [ "$left" -lt 30 ]; then echo "study: $log skipped, ${left} s left before the deadline"; return 1; fi
-  local rc=0; timeout -s TERM -k 60 "$left" era-s10 sweep "$@" "${train[@]}" > "$dir/logs/$log.log" 2>&1 || rc=$?
+  local rc=0 # the trials' plots are left out: the study reads their summaries
+  timeout -s TERM -k 30 "$left" era-s10 sweep "$@" --no-plots "${train[@]}" > "$dir/logs/$log.log" 2>&1 || rc=$?
   echo "study: $log: $(grep '^sweep:' "$dir/logs/$log.log" | tail -n 1) (exit $rc, ${SECONDS} s)"
   return $rc
 }
