@@ -111,9 +111,12 @@ def variant_baseline(s:str|None, variants:dict)->dict:
 # %% ../nbs/22_sweep.ipynb #sweep-008
 def grid_points(grid:dict, # the axes, from `parse_grid`
                 seeds:list, # the seeds of every setting
+                seeds_first:bool=False, # each seed over every setting, rather than each setting over every seed
                )->list:
-    "Every grid point: each setting of the axes once per seed, the seeds innermost"
-    return [{**dict(zip(grid, vs)), 'seed': s} for vs in itertools.product(*grid.values()) for s in seeds]
+    "Every grid point: each setting of the axes once per seed, the seeds innermost unless `seeds_first`"
+    settings = [dict(zip(grid, vs)) for vs in itertools.product(*grid.values())]
+    if seeds_first: return [{**st, 'seed': s} for s in seeds for st in settings]
+    return [{**st, 'seed': s} for st in settings for s in seeds]
 
 def point_label(p:dict)->str: return ', '.join(f'{k}={v}' for k, v in p.items()) or 'all'
 
@@ -347,7 +350,7 @@ def sweep_spec(a:argparse.Namespace)->dict:
     swept = [*spec['grid'], *(k for st in (spec.get('variants') or {}).values() for k in st)]
     both = [k for k in swept if k in spec['common']]
     if both: raise UserError(f"{both[0]} is in the --grid or a --variant and is a train option: drop one of them")
-    spec.update(points=grid_points(spec['grid'], spec['seeds']), trials=a.trials)
+    spec.update(points=grid_points(spec['grid'], spec['seeds'], bool(spec.get('variants'))), trials=a.trials)
     for p in spec['points']: trial_config(spec['common'], p, spec.get('variants'))
     return spec
 

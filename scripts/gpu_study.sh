@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The accuracy study (nbs/26_ablations.ipynb: its variants, rules and results) in one call on a lent GPU:
 #   source .gpu/setup.sh && bash scripts/gpu_study.sh .gpu/data/cifar10-train-jpg.tgz $OUT
-# 1. the ablation: each variant over seeds 0-4 (`era-s10 sweep --variant`), its first trials in timed parts on 1, 2
-#    and 4 workers, which give the trials per minute of each;
+# 1. the ablation: each variant over seeds 0-4 (`era-s10 sweep --variant`, seed by seed), seeds 0, 1 and 2 in timed
+#    parts on 1, 2 and 4 workers, which give the trials per minute of each;
 # 2. the variants that beat the defaults by KEEP_Z (2) standard errors, together, over seeds 5-9 beside the defaults.
 # OUT gets study.tgz (the study and each trial's small files, no weights), the summaries and workers.tsv. A call
 # that reaches DEADLINE_S (520 s) stops its sweep cleanly; the next, with STUDY_TGZ=that study.tgz, finishes the rest.
