@@ -70,11 +70,12 @@ def setting_stats(rows:list, keys:list, baseline:dict)->list:
     done = [r for r in rows if r['state'] == 'COMPLETE']
     by = lambda s, c: {r['seed']: r[c] for r in done if tuple(r[k] for k in keys) == s and r.get(c) is not None}
     b = tuple(baseline.get(k) for k in keys)
+    base, base_tta = by(b, 'valid_accuracy'), by(b, 'valid_accuracy_tta')
     res = []
     for s in _settings(rows, keys):
         acc, tta = by(s, 'valid_accuracy'), by(s, 'valid_accuracy_tta')
-        diff, diff_se, pairs = _paired(acc, by(b, 'valid_accuracy'))
-        tta_diff, tta_se, _ = _paired(tta, by(b, 'valid_accuracy_tta'))
+        diff, diff_se, pairs = _paired(acc, base)
+        tta_diff, tta_se, _ = _paired(tta, base_tta)
         res.append(dict(setting=dict(zip(keys, s)), n=len(acc), acc=_ms([*acc.values()]), tta=_ms([*tta.values()]),
                         secs=_ms([*by(s, 'epochs_seconds').values()]), diff=diff, diff_se=diff_se, pairs=pairs,
                         tta_diff=tta_diff, tta_diff_se=tta_se))
