@@ -11,7 +11,7 @@ from pathlib import Path
 # fastai decorates a few functions with `torch.jit.script` at import, which recent torch flags with a FutureWarning
 # that says nothing to a user of this command
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
-from .core import UserError, DEVICES, PRECISIONS, TORCH_COMPILE_MODES
+from .core import UserError, RunComplete, DEVICES, PRECISIONS, TORCH_COMPILE_MODES
 from .config import RunConfig, config_options, given_settings, resumable, flag
 from .sweep import sweep_options
 
@@ -72,10 +72,10 @@ def _resume(a, kw:dict)->dict:
     return train_run(resume=a.resume, **kw)
 
 def _train(a):
-    from era_s10.train import train_run, train_seeds
     kw = given_settings(a)
     if a.resume: return _print_run(_resume(a, kw))
     cfg = RunConfig.preset(**kw) # every check runs here, before any work
+    from era_s10.train import train_run, train_seeds # imported after the checks: a bad option needs no torch
     if not a.seeds: return _print_run(train_run(cfg, out=a.out))
     r = train_seeds(a.seeds, out=a.out, cfg=cfg)
     print(json.dumps({k: r[k] for k in r if k.startswith(('valid','test'))}, indent=1))
@@ -224,7 +224,6 @@ def _interrupted(e:KeyboardInterrupt):
     sys.stderr.write(f"era-s10: {msg}\n"); sys.exit(128 + getattr(e, 'signum', 2))
 
 def _run(a):
-    from era_s10.train import RunComplete # light: era_s10.train is imported by every command that trains or reads a run
     try: COMMANDS[a.cmd][2](a)
     except RunComplete as e:
         print(f"era-s10: {' '.join(str(e).split())}") # nothing to do is not an error

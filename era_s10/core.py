@@ -8,12 +8,13 @@ Docs: https://era-s10.github.io/era_s10/core.html.md"""
 from __future__ import annotations
 import contextlib, csv, json, platform
 from pathlib import Path
-import torch
+# torch is imported in the functions that use it: `era-s10 --help` and the option checks then start in a fraction
+# of a second, not the seconds that importing torch takes
 
 # %% auto #0
 __all__ = ['CIFAR10_CLASSES', 'DEVICES', 'PRECISIONS', 'TORCH_COMPILE_MODES', 'COMPILE_CHOICES', 'LR_RULES', 'UserError',
-           'resolve_device', 'cpu_has_bf16', 'cpu_name', 'device_name', 'pick_precision', 'eval_precision',
-           'autocast_for', 'resolve_compile', 'write_json', 'read_json', 'read_csv']
+           'RunComplete', 'resolve_device', 'cpu_has_bf16', 'cpu_name', 'device_name', 'pick_precision',
+           'eval_precision', 'autocast_for', 'resolve_compile', 'write_json', 'read_json', 'read_csv']
 
 # %% ../nbs/00_core.ipynb #core-005
 class UserError(Exception):
@@ -21,6 +22,9 @@ class UserError(Exception):
     def __init__(self, msg:str): super().__init__(msg); self.msg = msg
     # fastai rewrites the message of an error raised in a callback to two lines; the user still sees this one
     def __str__(self): return self.msg
+
+class RunComplete(UserError):
+    "`--resume` of a run that has nothing left to do: `era-s10` says so and exits with status 0"
 
 # %% ../nbs/00_core.ipynb #core-008
 CIFAR10_CLASSES = ('airplane','automobile','bird','cat','deer','dog','frog','horse','ship','truck')
@@ -30,6 +34,7 @@ DEVICES = ('auto', 'cuda', 'cpu')
 
 def resolve_device(device='auto')->torch.device:
     "'auto' gives CUDA when present, else the CPU; 'cuda' without CUDA is an error"
+    import torch
     if isinstance(device, torch.device): return device
     if device not in DEVICES and not str(device).startswith('cuda:'):
         raise UserError(f"unknown device {device!r}: use --device auto, cuda or cpu")
@@ -40,6 +45,7 @@ def resolve_device(device='auto')->torch.device:
 
 def cpu_has_bf16()->bool:
     "Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX)"
+    import torch
     try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except Exception: return False
 
@@ -54,6 +60,7 @@ def cpu_name()->str:
 
 def device_name(device)->str:
     "The GPU's name, or the CPU's with its threads and whether it has native bf16"
+    import torch
     dev = torch.device(device)
     if dev.type == 'cuda': return torch.cuda.get_device_name(dev)
     return f"CPU ({cpu_name()}, {torch.get_num_threads()} threads{', native bf16' if cpu_has_bf16() else ''})"
@@ -65,6 +72,7 @@ def pick_precision(device, # the training device
                    precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32'
                   )->str:
     "The precision `precision` resolves to on `device`"
+    import torch
     if precision not in PRECISIONS: raise UserError(f"unknown precision {precision!r}: use auto, bf16, fp16 or fp32")
     if precision != 'auto': return precision
     if torch.device(device).type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
@@ -73,6 +81,7 @@ def pick_precision(device, # the training device
 def eval_precision(run_prec:str, # the precision the run trained with
                    device)->str:
     "The run's precision where `device` can run it, else fp32"
+    import torch
     dev = torch.device(device)
     if run_prec == 'fp16' and dev.type != 'cuda': return 'fp32'
     if run_prec == 'bf16' and dev.type == 'cuda' and not torch.cuda.is_bf16_supported(): return 'fp32'
@@ -83,6 +92,7 @@ def autocast_for(device, # where the model runs
                 ):
     "The autocast context of `precision` on `device` (a no-op for fp32), for running the model outside `learn.fit`"
     if precision == 'fp32': return contextlib.nullcontext()
+    import torch
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16 if precision == 'bf16' else torch.float16)
 
 # %% ../nbs/00_core.ipynb #core-016
@@ -93,7 +103,9 @@ def resolve_compile(compile, # False/'none', True/'default' (torch's default mod
                     device)->bool|str:
     "The `torch.compile` mode `compile` means on `device`: False for none, True for torch's default mode, or a mode"
     if compile in (None, False, 'none'): return False
-    if compile == 'auto': return 'reduce-overhead' if torch.device(device).type == 'cuda' else False
+    if compile == 'auto':
+        import torch
+        return 'reduce-overhead' if torch.device(device).type == 'cuda' else False
     if compile in (True, 'default'): return True
     if compile in TORCH_COMPILE_MODES: return compile
     raise UserError(f"unknown torch.compile mode {compile!r}: use {', '.join(COMPILE_CHOICES)}")

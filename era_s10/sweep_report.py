@@ -172,9 +172,12 @@ def kept_settings(d:Path, # a sweep folder of `--variant`s, with its sweep.json 
                  )->dict:
     "The settings of the variants that beat the baseline by `z` standard errors, merged"
     spec, (rows, keys) = json.loads((Path(d)/'sweep.json').read_text()), read_results(Path(d)/'results.csv')
-    kept = {}
+    kept, gain = {}, {}
     for st in setting_stats(rows, keys, spec['baseline']):
         settings = spec['variants'][st['setting']['variant']]
-        if settings and 'recipe' not in settings and beats_baseline(st, z, tta=set(settings) <= set(EVAL_ONLY)):
-            kept.update(settings)
+        tta = set(settings) <= set(EVAL_ONLY)
+        if not settings or 'recipe' in settings or not beats_baseline(st, z, tta=tta): continue
+        g = st['tta_diff' if tta else 'diff']
+        for k, v in settings.items():
+            if g > gain.get(k, -math.inf): kept[k], gain[k] = v, g
     return kept

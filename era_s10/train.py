@@ -16,7 +16,7 @@ from fastai.callback.progress import CSVLogger
 from fastai.callback.channelslast import ChannelsLast
 from fastai.torch_core import set_seed
 from fastcore.basics import noop
-from .core import UserError, resolve_device, autocast_for, resolve_compile
+from .core import UserError, RunComplete, resolve_device, autocast_for, resolve_compile
 from .config import RunConfig, as_config, resumable
 from .learner import find_lrs, fit_one_cycle_s10, NaNGuard, EpochCheckpoint, load_checkpoint, TrainingDiverged
 from .runs import *
@@ -29,13 +29,9 @@ from .report import _save
 from . import runs as _runs, monitor as _monitor, report as _report
 
 # %% auto #0
-__all__ = ['SPLIT_SEED', 'RunComplete', 'seed_run', 'setup_run', 'lr_range_test', 'warm_compiled', 'fit_run', 'train_run',
-           'train_seeds']
+__all__ = ['SPLIT_SEED', 'seed_run', 'setup_run', 'lr_range_test', 'warm_compiled', 'fit_run', 'train_run', 'train_seeds']
 
 # %% ../nbs/16_train.ipynb #train-009
-class RunComplete(UserError):
-    "`--resume` of a run that has nothing left to do"
-
 SPLIT_SEED = RunConfig.split_seed # the held-out validation split is the same whatever `seed` a run trains with
 
 def seed_run(seed:int, device):

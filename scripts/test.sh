@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The tests in two tiers. `bash scripts/test.sh`: the notebooks (nbdev-test, without the cells flagged `#| slow`), the
 # quick pytest tests (`-m 'not slow'`) and a check that the library matches the notebooks.
-# `bash scripts/test.sh --slow`: the notebooks' slow cells and the slow pytest tests (the real-data runs, long fuzzing).
+# `bash scripts/test.sh --slow`: the notebooks' slow cells, the notebooks that read ERA_S10_DATA when it is set, and the
+# slow pytest tests (the real-data runs, long fuzzing).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 tier=quick
@@ -14,9 +15,11 @@ source scripts/setup.sh
 export MPLBACKEND=Agg
 t0=$SECONDS
 if [ "$tier" = quick ]; then
-  # one notebook per core: they are independent, each in its own kernel and temporary folders
-  echo "== nbdev-test"; nbdev-test --n-workers 2
-  echo "== pytest -m 'not slow'"; python -m pytest tests -q -p no:cacheprovider -m 'not slow' --durations=10
+  # one notebook per core: they are independent, each in its own kernel and temporary folders; the notebooks that read
+  # ERA_S10_DATA get synthetic data here, and the real data in the slow tier
+  echo "== nbdev-test"; env -u ERA_S10_DATA nbdev-test --n-workers 2
+  # two pytest workers: most of these tests wait on one single-threaded subprocess at a time
+  echo "== pytest -m 'not slow'"; python -m pytest tests -q -p no:cacheprovider -m 'not slow' -n 2 --durations=10
   echo "== nbdev-export leaves era_s10/ unchanged"
   snap=$(mktemp -d); cp -r era_s10 "$snap/"
   nbdev-export
@@ -25,9 +28,13 @@ if [ "$tier" = quick ]; then
   fi
   rm -rf "$snap"; echo "library and notebooks agree"
 else
-  # only the notebooks that have slow cells: the others ran whole in the quick tier
+  # only the notebooks that have slow cells, and with ERA_S10_DATA set those that read it: the others ran whole in the
+  # quick tier
   slow_nbs=$(grep -l '"#| *slow' nbs/*.ipynb || true)
-  for nb in $slow_nbs; do echo "== nbdev-test --flags slow $nb"; nbdev-test --n-workers 1 --flags slow "$nb"; done
+  if [ -n "${ERA_S10_DATA:-}" ]; then slow_nbs="$slow_nbs $(grep -l "environ.get('ERA_S10_DATA')" nbs/*.ipynb || true)"; fi
+  for nb in $(printf '%s\n' $slow_nbs | sort -u); do
+    echo "== nbdev-test --flags slow $nb"; nbdev-test --n-workers 1 --flags slow "$nb"
+  done
   echo "== pytest -m slow"
   # exit status 5 means no test was collected, which is not a failure of this tier
   python -m pytest tests -q -p no:cacheprovider -m slow --durations=10 || [ $? -eq 5 ]

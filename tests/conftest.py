@@ -9,6 +9,9 @@ import pytest
 FASTAI_HOME = Path(tempfile.mkdtemp(prefix='era_s10_fastai_home_'))
 os.environ['FASTAI_HOME'] = str(FASTAI_HOME)
 os.environ['MPLBACKEND'] = 'Agg'
+# Under pytest-xdist (`-n 2` in the quick tier) each worker and the commands it runs get one thread, so that two
+# workers share the cores instead of four OpenMP threads spinning on two.
+if os.environ.get('PYTEST_XDIST_WORKER'): os.environ.setdefault('OMP_NUM_THREADS', '1')
 # hypothesis (tests/test_fuzz.py) keeps caches in ./.hypothesis unless told otherwise: keep them out of the repo too
 os.environ['HYPOTHESIS_STORAGE_DIRECTORY'] = str(FASTAI_HOME/'hypothesis')
 

@@ -1,6 +1,6 @@
 """The command line without the real data: help, a tiny run with a relative --out then evaluate and predict on it,
 --compile reaching the model, the bench dispatch, and one-line warnings."""
-import json, sys, types, warnings
+import json, subprocess, sys, types, warnings
 from pathlib import Path
 import pytest, torch
 from era_s10.cli import main, _show_warning
@@ -17,6 +17,17 @@ def test_help(cli):
     r = cli('bench', '--help')
     assert r.returncode == 0 and all(o in r.stdout for o in ('--data', '--out', '--quick'))
 
+
+def test_help_and_option_errors_need_no_torch():
+    "`--help` and a bad option are answered before torch, fastai or Optuna is imported (torch alone takes seconds)"
+    code = ("import sys\nfrom era_s10.cli import main\n"
+            "for argv in (['--help'], ['train', '--help'], ['sweep', '--help'], ['train', '--bs', '0'],\n"
+            "             ['train', '--lr-min', '1e-3', '--lr-max', '1e-4'], ['train', '--recipe', 'nope']):\n"
+            "    try: main(argv)\n    except SystemExit: pass\n"
+            "print(sorted(m for m in ('torch', 'fastai', 'optuna') if m in sys.modules))")
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert r.stdout.strip().splitlines()[-1] == '[]', r.stdout[-2000:] + r.stderr
+    assert r.stderr.count('era-s10: error: ') == 3 and 'Traceback' not in r.stderr, r.stderr
 
 def test_relative_out_then_evaluate_and_predict(cli, tiny_data, tmp_path):
     r = cli('train', '--data', tiny_data, '--epochs', 2, '--bs', 16, '--lr-find-its', 10, '--device', 'cpu', '--out', 'runs/r', cwd=tmp_path)
