@@ -72,9 +72,9 @@ def pick_precision(device, # the training device
                    precision:str='auto', # 'auto', 'bf16', 'fp16' or 'fp32'
                   )->str:
     "The precision `precision` resolves to on `device`"
-    import torch
     if precision not in PRECISIONS: raise UserError(f"unknown precision {precision!r}: use auto, bf16, fp16 or fp32")
     if precision != 'auto': return precision
+    import torch
     if torch.device(device).type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
     return 'bf16' if cpu_has_bf16() else 'fp32'
 
