@@ -4,6 +4,7 @@ import csv, json, os, tarfile
 from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
+from fastai.callback.schedule import SchedCos
 from era_s10.data import CIFAR10_CLASSES
 from era_s10.model import CustomResNet
 
@@ -53,7 +54,7 @@ def test_run_schedule(real_run):
     assert abs(int(lrs.argmax()) - 5/24*n) <= 1
     # the last batch runs at (n-1)/n of the cycle: fastai's cosine from LRMAX down to LRMIN, just short of LRMIN
     f = ((n-1)/n - 5/24)/(1 - 5/24)
-    assert lrs[-1] == pytest.approx(st['lr_min'] + (st['lr_max'] - st['lr_min'])*(1 + np.cos(np.pi*f))/2, rel=1e-4)
+    assert lrs[-1] == pytest.approx(SchedCos(st['lr_max'], st['lr_min'])(f), rel=1e-4)
     assert st['lr_min'] <= lrs[-1] < 1.05*st['lr_min']
     assert (lrs >= st['lr_min']*(1-1e-6)).all() # no annihilation below LRMIN
     moms = np.array([float(r['mom']) for r in rows])
