@@ -36,7 +36,9 @@ else
     echo "== nbdev-test --flags slow $nb"; nbdev-test --n-workers 1 --flags slow "$nb"
   done
   echo "== pytest -m slow"
-  # exit status 5 means no test was collected, which is not a failure of this tier
-  python -m pytest tests -q -p no:cacheprovider -m slow --durations=10 || [ $? -eq 5 ]
+  # two workers, a file each at a time: the startup-bound sweep and resume tests use the core that a one-thread
+  # training leaves idle, and the tests of tests/test_cli_real.py share one training run on one worker; exit status
+  # 5 means no test was collected, which is not a failure of this tier
+  python -m pytest tests -q -p no:cacheprovider -m slow -n 2 --dist loadfile --durations=10 || [ $? -eq 5 ]
 fi
 echo "== $tier tier passed in $((SECONDS - t0)) s"

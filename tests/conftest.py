@@ -9,7 +9,7 @@ import pytest
 FASTAI_HOME = Path(tempfile.mkdtemp(prefix='era_s10_fastai_home_'))
 os.environ['FASTAI_HOME'] = str(FASTAI_HOME)
 os.environ['MPLBACKEND'] = 'Agg'
-# Under pytest-xdist (`-n 2` in the quick tier) each worker and the commands it runs get one thread, so that two
+# Under pytest-xdist (`-n 2` in both tiers) each worker and the commands it runs get one thread, so that two
 # workers share the cores instead of four OpenMP threads spinning on two.
 if os.environ.get('PYTEST_XDIST_WORKER'): os.environ.setdefault('OMP_NUM_THREADS', '1')
 # hypothesis (tests/test_fuzz.py) keeps caches in ./.hypothesis unless told otherwise: keep them out of the repo too
@@ -97,6 +97,38 @@ def check_user_error(r, *words):
 
 @pytest.fixture(scope='session')
 def user_error(): return check_user_error
+
+
+# ---- ONNX: `era-s10 export --onnx` against PyTorch ----
+
+def onnx_runtime():
+    "onnxruntime, or skip the test when one of the optional ONNX packages is missing"
+    for m in ('onnx', 'onnxscript', 'onnxruntime'):
+        pytest.importorskip(m, reason=f"{m} is not installed: pip install 'era_s10[onnx]' (scripts/test.sh installs it)")
+    import onnxruntime
+    return onnxruntime
+
+
+def check_onnx(run_dir, x):
+    "`model.onnx` of `run_dir` in onnxruntime gives the PyTorch logits of the normalized uint8 images `x` (N,3,32,32)"
+    import numpy as np, torch
+    from fastai.vision.all import cifar_stats
+    from era_s10.train import load_run
+    sess = onnx_runtime().InferenceSession(str(run_dir/'model.onnx'), providers=['CPUExecutionProvider'])
+    m, s = [torch.tensor(o).view(1, 3, 1, 1) for o in cifar_stats]
+    xf = (torch.from_numpy(x).float()/255 - m)/s
+    model = load_run(run_dir)[0]
+    for b in (xf[:1], xf): # the batch axis is dynamic
+        with torch.no_grad(): ref = model(b).numpy()
+        got = sess.run(['logits'], {'image': b.numpy()})[0]
+        assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4, np.abs(got - ref).max()
+
+
+@pytest.fixture(scope='session')
+def onnx_parity():
+    "`check_onnx`, after skipping the test when the ONNX packages are missing"
+    onnx_runtime()
+    return check_onnx
 
 
 # ---- the real data ----

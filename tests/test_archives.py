@@ -1,7 +1,7 @@
 """Hostile and broken archives: a 3 GB tar bomb and the other size limits are refused from the headers, before anything
 is written; an extraction that fails part-way (Ctrl-C, a full disk) or gives unusable data leaves no folder and no
 cache behind, and a later run works as if it had never been tried."""
-import errno, gzip, io, os, tarfile, time
+import errno, gzip, io, tarfile, time
 from pathlib import Path
 import numpy as np, pytest
 from PIL import Image

@@ -1,7 +1,6 @@
 """Bad input through the command line: one `era-s10: error:` line on stderr naming the problem and the fix, exit code 2,
 no traceback. Unreadable images are skipped with one warning line (or are an error with --strict)."""
-import io, json, os, shutil, tarfile
-from pathlib import Path
+import io, json, shutil, tarfile
 import numpy as np, pytest, torch
 from PIL import Image
 import era_s10.data, era_s10.sources

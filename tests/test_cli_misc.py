@@ -1,7 +1,6 @@
 """The command line without the real data: help, a tiny run with a relative --out then evaluate and predict on it,
 --compile reaching the model, the bench dispatch, and one-line warnings."""
-import json, subprocess, sys, types, warnings
-from pathlib import Path
+import json, subprocess, sys, types
 import pytest, torch
 from era_s10.cli import main, _show_warning
 from era_s10.data import CIFAR10_CLASSES

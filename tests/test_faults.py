@@ -1,7 +1,6 @@
 """Training faults: a NaN loss, a diverging LR range test, and runs interrupted by SIGINT or SIGKILL that resume to the
 same weights as an uninterrupted run."""
-import csv, json, os, signal, subprocess, sys, time
-from pathlib import Path
+import csv, json, signal, subprocess, sys, time
 import pytest, torch
 import era_s10.learner
 from era_s10.learner import PlainCrossEntropyLoss
@@ -28,7 +27,7 @@ def run_main(*args):
 
 def test_nan_from_huge_lr(cli, user_error, tiny_data, tmp_path):
     r = cli('train', '--data', tiny_data, '--epochs', 2, '--bs', 16, '--lr-min', 1e3, '--lr-max', 1e7, '--no-plots', '--out', tmp_path/'r')
-    line = user_error(r, 'loss became', 'at epoch 1/2, iteration', '(LR ', 'lower --lr-max', 'no epoch finished')
+    user_error(r, 'loss became', 'at epoch 1/2, iteration', '(LR ', 'lower --lr-max', 'no epoch finished')
     assert not (tmp_path/'r'/'checkpoint.pth').exists() and not (tmp_path/'r'/'model.pth').exists()
 
 

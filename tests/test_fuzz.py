@@ -271,7 +271,7 @@ def write_odd_archive(extra:list, arc:Path):
         for kind, name, content, seed in extra:
             parts = name.split('/')
             if '..' in parts or any(len(p.encode()) > 255 for p in parts) or kind in ('hardlink', 'symlink'): fail = True
-            if kind in ('hardlink', 'symlink'): add(name, kind=kind, target=f'cifar10/train/cat/0.png'); continue
+            if kind in ('hardlink', 'symlink'): add(name, kind=kind, target='cifar10/train/cat/0.png'); continue
             if kind == 'dir': add(name, kind='dir'); dirs.add(name); continue
             b, a = make_image('rgb', seed) if content == 'good' else (bytes([seed % 256])*7, None)
             add(name, b); files[name] = a # a duplicate name replaces the earlier file

@@ -1,7 +1,6 @@
 """The training loop (issue: `learn.fit` at the bare loop's speed): aten ops per training step against a bare PyTorch
 loop, plain tensors into the model, and, on CUDA only, no host sync inside a training batch."""
 import collections, math
-from pathlib import Path
 import pytest, torch, torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from fastai.callback.core import Callback

@@ -1,9 +1,9 @@
 """Using a trained model: `era-s10 predict` over a folder of 1,000 images against single-image predictions,
 `export.pkl` at model size for a Learner over 60,000 images, and `era-s10 export --onnx` against PyTorch in
-onnxruntime (on real images when ERA_S10_DATA is set)."""
+onnxruntime (on real images in tests/test_cli_real.py)."""
 import csv, pickle, sys
 from pathlib import Path
-import numpy as np, pytest, torch
+import numpy as np, pytest
 from PIL import Image
 from era_s10.cli import main
 from era_s10.data import CIFAR10_CLASSES
@@ -82,44 +82,11 @@ def test_export_pkl_is_model_sized(tmp_path, fastai_home):
     assert len(dls.train.one_batch()[0]) == 512 # exporting left the Learner's own data in place
 
 
-def onnx_or_skip():
-    for m in ('onnx', 'onnxscript', 'onnxruntime'):
-        pytest.importorskip(m, reason=f"{m} is not installed: pip install 'era_s10[onnx]' (scripts/test.sh installs it)")
-    import onnxruntime
-    return onnxruntime
-
-
-def check_onnx(run_dir, x):
-    "`model.onnx` of `run_dir` in onnxruntime gives the PyTorch logits of the normalized uint8 images `x` (N,3,32,32)"
-    from fastai.vision.all import cifar_stats
-    from era_s10.train import load_run
-    ort = onnx_or_skip()
-    sess = ort.InferenceSession(str(run_dir/'model.onnx'), providers=['CPUExecutionProvider'])
-    m, s = [torch.tensor(o).view(1, 3, 1, 1) for o in cifar_stats]
-    xf = (torch.from_numpy(x).float()/255 - m)/s
-    model = load_run(run_dir)[0]
-    for b in (xf[:1], xf): # the batch axis is dynamic
-        with torch.no_grad(): ref = model(b).numpy()
-        got = sess.run(['logits'], {'image': b.numpy()})[0]
-        assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-4, np.abs(got - ref).max()
-
-
-def test_onnx_export_random_images(tiny_run, cli):
-    onnx_or_skip()
+def test_onnx_export_random_images(tiny_run, cli, onnx_parity):
     r = cli('export', tiny_run, '--onnx')
     assert r.returncode == 0 and 'Traceback' not in r.stderr, r.stderr
     assert (tiny_run/'export.pkl').exists() and (tiny_run/'model.onnx').exists()
-    check_onnx(tiny_run, np.random.default_rng(0).integers(0, 256, (64, 3, 32, 32), dtype=np.uint8))
-
-
-def test_onnx_export_real_images(real_run, real_data, cli):
-    "The parity on 256 real CIFAR-10 images with the real run's weights"
-    onnx_or_skip()
-    from era_s10.data import cifar10_arrays
-    r = cli('export', real_run['dir'], '--onnx')
-    assert r.returncode == 0, r.stderr
-    x = cifar10_arrays(real_data)['train'][0][:256]
-    check_onnx(real_run['dir'], x)
+    onnx_parity(tiny_run, np.random.default_rng(0).integers(0, 256, (64, 3, 32, 32), dtype=np.uint8))
 
 
 def test_onnx_missing_is_one_line(tiny_run, tmp_path, capsys, monkeypatch):

@@ -1,6 +1,5 @@
 "Every data source gives the same arrays; the cache; image modes; safe pickles; a smoke test on the real data"
 import os, pickle, tarfile, time, warnings
-from pathlib import Path
 import numpy as np, pytest, torch
 from PIL import Image
 import era_s10.sources as S

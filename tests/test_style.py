@@ -1,7 +1,6 @@
 "The library's style rules (issue 31): no function in era_s10/ longer than 40 lines, no line longer than 120 characters."
 import ast
 from pathlib import Path
-import pytest
 
 LIB = Path(__file__).resolve().parent.parent/'era_s10'
 MAX_FUNC, MAX_LINE = 40, 120
